@@ -1,0 +1,577 @@
+// Package mongo is the production store: MongoDB through the official v2 driver.
+//
+// Writes use write concern "majority" with journaling, so an acknowledged alert
+// survives the loss of the primary. The code uses only what FerretDB also
+// offers (no transactions, TTL indexes or change streams), and stores what
+// MongoDB-compatible servers may reject in a form that round-trips: values as
+// text (NaN, ±Inf), labels as a list of {name, value} pairs (dots, '$').
+// Times are int64 Unix nanoseconds, so they compare and round-trip exactly.
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/alertrca/alertrca/store"
+)
+
+// Collection names, from the original design.
+const (
+	collMetrics      = "metrics"
+	collAnomalies    = "anomalies"
+	collRCA          = "rca"
+	collTargets      = "targets"
+	collEmailConfig  = "email_config"
+	collChatSessions = "chat_sessions"
+	collClaims       = "claims" // work-queue claim tokens; see Claim
+)
+
+// Store is the MongoDB store.
+type Store struct {
+	client *mongo.Client
+	db     *mongo.Database
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to uri, checks that the server answers and creates the indexes.
+func Open(ctx context.Context, uri, dbName string) (*Store, error) {
+	journal := true
+	wc := &writeconcern.WriteConcern{W: "majority", Journal: &journal}
+	opts := options.Client().ApplyURI(uri).
+		SetWriteConcern(wc).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetAppName("alertrca")
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	s := &Store{client: client, db: client.Database(dbName)}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	if err := s.createIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// Kind implements store.Store.
+func (s *Store) Kind() string { return "mongodb" }
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.client.Disconnect(ctx)
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("ping MongoDB: %w", err)
+	}
+	return nil
+}
+
+// indexes backs every read the API serves and every pipeline lookup.
+var indexes = map[string][]mongo.IndexModel{
+	collAnomalies: {
+		{Keys: bson.D{{Key: "detected_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "status", Value: 1}, {Key: "detected_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "severity", Value: 1}, {Key: "detected_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "source", Value: 1}, {Key: "detected_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "rca_status", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "detected_at", Value: 1}}},
+		{Keys: bson.D{{Key: "fingerprint", Value: 1}, {Key: "status", Value: 1}}},
+	},
+	collRCA: {
+		{Keys: bson.D{{Key: "anomaly_id", Value: 1}}, Options: options.Index().SetUnique(true)},
+		{Keys: bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
+	},
+	collMetrics: {
+		{Keys: bson.D{{Key: "ts", Value: -1}, {Key: "_id", Value: -1}}},
+	},
+	collTargets: {
+		{Keys: bson.D{{Key: "enabled", Value: 1}}},
+	},
+	collClaims: {
+		{Keys: bson.D{{Key: "claimed_at", Value: 1}}},
+	},
+	collChatSessions: {
+		{Keys: bson.D{{Key: "updated_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "anomaly_id", Value: 1}}},
+	},
+}
+
+func (s *Store) createIndexes(ctx context.Context) error {
+	for coll, models := range indexes {
+		if _, err := s.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", coll, err)
+		}
+	}
+	// email_config has only its _id; create it so that every collection exists.
+	if err := s.db.CreateCollection(ctx, collEmailConfig); err != nil && !isNamespaceExists(err) {
+		return fmt.Errorf("create collection %s: %w", collEmailConfig, err)
+	}
+	return nil
+}
+
+func isNamespaceExists(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 48 || ce.Name == "NamespaceExists")
+}
+
+type anomalyDoc struct {
+	ID           string       `bson:"_id"`
+	Source       string       `bson:"source"`
+	Name         string       `bson:"name"`
+	Severity     string       `bson:"severity"`
+	Status       string       `bson:"status"`
+	Labels       []store.Pair `bson:"labels"`
+	Annotations  []store.Pair `bson:"annotations"`
+	Value        *string      `bson:"value"`
+	Reason       string       `bson:"reason"`
+	Fingerprint  string       `bson:"fingerprint"`
+	GeneratorURL string       `bson:"generator_url"`
+	StartsAt     int64        `bson:"starts_at"`
+	EndsAt       *int64       `bson:"ends_at"`
+	DetectedAt   int64        `bson:"detected_at"`
+	UpdatedAt    int64        `bson:"updated_at"`
+	RCAStatus    string       `bson:"rca_status"`
+	Attempts     int          `bson:"attempts"`
+	LeaseOwner   string       `bson:"lease_owner"`
+	LeaseUntil   int64        `bson:"lease_until"`
+}
+
+func toAnomalyDoc(a *store.Anomaly) anomalyDoc {
+	d := anomalyDoc{
+		ID: a.ID, Source: a.Source, Name: a.Name, Severity: a.Severity, Status: a.Status,
+		Labels: store.ToPairs(a.Labels), Annotations: store.ToPairs(a.Annotations),
+		Reason: a.Reason, Fingerprint: a.Fingerprint, GeneratorURL: a.GeneratorURL,
+		StartsAt: store.UnixNanos(a.StartsAt), DetectedAt: store.UnixNanos(a.DetectedAt), UpdatedAt: store.UnixNanos(a.UpdatedAt),
+		RCAStatus: a.RCAStatus, Attempts: a.Attempts, LeaseOwner: a.LeaseOwner, LeaseUntil: store.UnixNanos(a.LeaseUntil),
+	}
+	if a.Value != nil {
+		v := store.FormatFloat(float64(*a.Value))
+		d.Value = &v
+	}
+	if a.EndsAt != nil {
+		e := store.UnixNanos(*a.EndsAt)
+		d.EndsAt = &e
+	}
+	return d
+}
+
+func (d anomalyDoc) anomaly() (*store.Anomaly, error) {
+	a := &store.Anomaly{
+		ID: d.ID, Source: d.Source, Name: d.Name, Severity: d.Severity, Status: d.Status,
+		Labels: store.FromPairs(d.Labels), Annotations: store.FromPairs(d.Annotations),
+		Reason: d.Reason, Fingerprint: d.Fingerprint, GeneratorURL: d.GeneratorURL,
+		StartsAt: store.FromUnixNanos(d.StartsAt), DetectedAt: store.FromUnixNanos(d.DetectedAt), UpdatedAt: store.FromUnixNanos(d.UpdatedAt),
+		RCAStatus: d.RCAStatus, Attempts: d.Attempts, LeaseOwner: d.LeaseOwner,
+	}
+	if d.LeaseUntil != 0 {
+		a.LeaseUntil = store.FromUnixNanos(d.LeaseUntil)
+	}
+	if d.Value != nil {
+		f, err := store.ParseFloat(*d.Value)
+		if err != nil {
+			return nil, fmt.Errorf("anomaly %s: %w", d.ID, err)
+		}
+		a.Value = &f
+	}
+	if d.EndsAt != nil {
+		t := store.FromUnixNanos(*d.EndsAt)
+		a.EndsAt = &t
+	}
+	return a, nil
+}
+
+// Ingest implements store.Ingester. MongoDB has no multi-document atomicity
+// without transactions (which FerretDB lacks), so each alert is its own
+// idempotent write; a failure part-way returns an error, the webhook answers
+// 503, and Alertmanager's retry stores the rest while the done ones repeat.
+func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcome, error) {
+	coll := s.db.Collection(collAnomalies)
+	out := make([]store.Outcome, len(as))
+	for i, a := range as {
+		if a.Status == store.StatusResolved {
+			res, err := coll.UpdateOne(ctx,
+				bson.D{{Key: "_id", Value: a.ID}, {Key: "status", Value: store.StatusFiring}},
+				bson.D{{Key: "$set", Value: bson.D{
+					{Key: "status", Value: store.StatusResolved},
+					{Key: "ends_at", Value: store.UnixNanos(*a.EndsAt)},
+					{Key: "updated_at", Value: store.UnixNanos(a.UpdatedAt)},
+				}}})
+			if err != nil {
+				return nil, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
+			}
+			if res.MatchedCount == 1 {
+				out[i] = store.OutcomeResolved
+				continue
+			}
+		}
+		_, err := coll.InsertOne(ctx, toAnomalyDoc(a))
+		switch {
+		case mongo.IsDuplicateKeyError(err):
+			out[i] = store.OutcomeRepeat
+		case err != nil:
+			return nil, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
+		case a.Status == store.StatusResolved:
+			out[i] = store.OutcomeResolved
+		default:
+			out[i] = store.OutcomeNew
+		}
+	}
+	return out, nil
+}
+
+// Claim implements store.Queue.
+//
+// A claim wins a fencing token: the insert of {_id: "<anomaly>/<attempt>"} into
+// the claims collection, which the unique _id makes atomic on any
+// MongoDB-compatible server. (findAndModify is atomic on MongoDB but not on
+// FerretDB, where two workers could both "win" the same anomaly.) The winner
+// then writes its lease and the new attempt count on the anomaly. If a winner
+// dies between the two writes, its token expires after the lease and the
+// next claimer takes the following attempt number.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (*store.Anomaly, error) {
+	anomalies := s.db.Collection(collAnomalies)
+	for round := 0; round < 3; round++ {
+		candidates, err := find[anomalyDoc](ctx, anomalies,
+			bson.D{{Key: "rca_status", Value: store.RCAPending}, {Key: "lease_until", Value: bson.D{{Key: "$lt", Value: store.UnixNanos(now)}}}},
+			bson.D{{Key: "detected_at", Value: 1}, {Key: "_id", Value: 1}}, 8)
+		if err != nil {
+			return nil, fmt.Errorf("find pending anomalies: %w", err)
+		}
+		if len(candidates) == 0 {
+			return nil, store.ErrNotFound
+		}
+		for _, c := range candidates {
+			attempt, err := s.takeToken(ctx, c.ID, c.Attempts, owner, now, lease)
+			if err != nil {
+				return nil, err
+			}
+			if attempt == 0 {
+				continue // another worker holds it
+			}
+			res, err := anomalies.UpdateOne(ctx,
+				bson.D{{Key: "_id", Value: c.ID}, {Key: "rca_status", Value: store.RCAPending}},
+				bson.D{{Key: "$set", Value: bson.D{
+					{Key: "lease_owner", Value: owner}, {Key: "lease_until", Value: store.UnixNanos(now.Add(lease))},
+					{Key: "attempts", Value: attempt},
+				}}})
+			if err != nil {
+				return nil, fmt.Errorf("lease anomaly %s: %w", c.ID, err)
+			}
+			if res.MatchedCount == 0 {
+				continue // analysed in the meantime
+			}
+			c.LeaseOwner, c.LeaseUntil, c.Attempts = owner, store.UnixNanos(now.Add(lease)), attempt
+			return c.anomaly()
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+type claimDoc struct {
+	ID        string `bson:"_id"` // "<anomaly id>/<attempt>"
+	AnomalyID string `bson:"anomaly_id"`
+	Owner     string `bson:"owner"`
+	ClaimedAt int64  `bson:"claimed_at"`
+}
+
+// takeToken inserts the claim token of the attempt after attempts. It returns
+// the attempt number won, or 0 when a live claim of another worker holds it.
+// Tokens whose claim has outlived the lease (their winner died before writing
+// the anomaly) are stepped over.
+func (s *Store) takeToken(ctx context.Context, id string, attempts int, owner string, now time.Time, lease time.Duration) (int, error) {
+	claims := s.db.Collection(collClaims)
+	for attempt := attempts + 1; attempt <= attempts+10; attempt++ {
+		tok := claimDoc{ID: fmt.Sprintf("%s/%d", id, attempt), AnomalyID: id, Owner: owner, ClaimedAt: store.UnixNanos(now)}
+		_, err := claims.InsertOne(ctx, tok)
+		if err == nil {
+			return attempt, nil
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return 0, fmt.Errorf("claim anomaly %s: %w", id, err)
+		}
+		var held claimDoc
+		if err := claims.FindOne(ctx, bson.D{{Key: "_id", Value: tok.ID}}).Decode(&held); err != nil {
+			return 0, fmt.Errorf("read claim %s: %w", tok.ID, err)
+		}
+		if store.FromUnixNanos(held.ClaimedAt).Add(lease).After(now) {
+			return 0, nil
+		}
+	}
+	return 0, nil
+}
+
+// Release implements store.Queue.
+func (s *Store) Release(ctx context.Context, id, owner string) error {
+	_, err := s.db.Collection(collAnomalies).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "lease_owner", Value: owner}, {Key: "rca_status", Value: store.RCAPending}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lease_owner", Value: ""}, {Key: "lease_until", Value: int64(0)}}}})
+	if err != nil {
+		return fmt.Errorf("release anomaly %s: %w", id, err)
+	}
+	return nil
+}
+
+type rcaDoc struct {
+	ID               string `bson:"_id"`
+	AnomalyID        string `bson:"anomaly_id"`
+	Fingerprint      string `bson:"fingerprint"`
+	Summary          string `bson:"summary"`
+	Simplified       string `bson:"simplified"`
+	Cause            string `bson:"cause"`
+	Fix              string `bson:"fix"`
+	Fallback         bool   `bson:"fallback"`
+	Error            string `bson:"error"`
+	Model            string `bson:"model"`
+	LatencyMS        int64  `bson:"latency_ms"`
+	PromptTokens     int    `bson:"prompt_tokens"`
+	CompletionTokens int    `bson:"completion_tokens"`
+	CreatedAt        int64  `bson:"created_at"`
+}
+
+func (d rcaDoc) rca() store.RCA {
+	return store.RCA{
+		ID: d.ID, AnomalyID: d.AnomalyID, Fingerprint: d.Fingerprint, Summary: d.Summary,
+		Simplified: d.Simplified, Cause: d.Cause, Fix: d.Fix, Fallback: d.Fallback, Error: d.Error,
+		Model: d.Model, LatencyMS: d.LatencyMS, PromptTokens: d.PromptTokens,
+		CompletionTokens: d.CompletionTokens, CreatedAt: store.FromUnixNanos(d.CreatedAt),
+	}
+}
+
+// SaveRCA implements store.Queue: upsert the RCA, then mark the anomaly. If the
+// process dies between the two writes, the lease expires, the anomaly is
+// claimed again and the worker finds the stored RCA instead of calling the LLM.
+func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
+	r.ID = r.AnomalyID
+	d := rcaDoc{
+		ID: r.ID, AnomalyID: r.AnomalyID, Fingerprint: r.Fingerprint, Summary: r.Summary,
+		Simplified: r.Simplified, Cause: r.Cause, Fix: r.Fix, Fallback: r.Fallback, Error: r.Error,
+		Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
+		CompletionTokens: r.CompletionTokens, CreatedAt: store.UnixNanos(r.CreatedAt),
+	}
+	if _, err := s.db.Collection(collRCA).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d,
+		options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
+	}
+	status := store.RCADone
+	if r.Fallback {
+		status = store.RCAFallback
+	}
+	if _, err := s.db.Collection(collAnomalies).UpdateOne(ctx, bson.D{{Key: "_id", Value: r.AnomalyID}},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "rca_status", Value: status}, {Key: "lease_owner", Value: ""},
+			{Key: "lease_until", Value: int64(0)}, {Key: "updated_at", Value: store.UnixNanos(r.CreatedAt)},
+		}}}); err != nil {
+		return fmt.Errorf("mark anomaly %s analysed: %w", r.AnomalyID, err)
+	}
+	return nil
+}
+
+// CountPending implements store.Queue.
+func (s *Store) CountPending(ctx context.Context) (int64, error) {
+	n, err := s.db.Collection(collAnomalies).CountDocuments(ctx, bson.D{{Key: "rca_status", Value: store.RCAPending}})
+	if err != nil {
+		return 0, fmt.Errorf("count pending: %w", err)
+	}
+	return n, nil
+}
+
+// GetAnomaly implements store.Reader.
+func (s *Store) GetAnomaly(ctx context.Context, id string) (*store.Anomaly, error) {
+	var d anomalyDoc
+	err := s.db.Collection(collAnomalies).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get anomaly %s: %w", id, err)
+	}
+	return d.anomaly()
+}
+
+var newestFirst = func(field string) bson.D {
+	return bson.D{{Key: field, Value: -1}, {Key: "_id", Value: -1}}
+}
+
+// ListAnomalies implements store.Reader.
+func (s *Store) ListAnomalies(ctx context.Context, f store.AnomalyFilter) ([]store.Anomaly, error) {
+	filter := bson.D{}
+	for _, c := range []struct{ key, val string }{{"status", f.Status}, {"severity", f.Severity}, {"source", f.Source}} {
+		if c.val != "" {
+			filter = append(filter, bson.E{Key: c.key, Value: c.val})
+		}
+	}
+	docs, err := find[anomalyDoc](ctx, s.db.Collection(collAnomalies), filter, newestFirst("detected_at"), f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list anomalies: %w", err)
+	}
+	out := make([]store.Anomaly, 0, len(docs))
+	for _, d := range docs {
+		a, err := d.anomaly()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+// GetRCA implements store.Reader.
+func (s *Store) GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error) {
+	var d rcaDoc
+	err := s.db.Collection(collRCA).FindOne(ctx, bson.D{{Key: "anomaly_id", Value: anomalyID}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get rca of %s: %w", anomalyID, err)
+	}
+	r := d.rca()
+	return &r, nil
+}
+
+// ListRCA implements store.Reader.
+func (s *Store) ListRCA(ctx context.Context, limit int) ([]store.RCA, error) {
+	docs, err := find[rcaDoc](ctx, s.db.Collection(collRCA), bson.D{}, newestFirst("created_at"), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list rca: %w", err)
+	}
+	out := make([]store.RCA, len(docs))
+	for i, d := range docs {
+		out[i] = d.rca()
+	}
+	return out, nil
+}
+
+type sampleDoc struct {
+	Labels []store.Pair `bson:"labels"`
+	Value  string       `bson:"value"`
+}
+
+type metricsDoc struct {
+	ID          string      `bson:"_id"`
+	TS          int64       `bson:"ts"`
+	Target      string      `bson:"target"`
+	SeriesCount int         `bson:"series_count"`
+	Sample      []sampleDoc `bson:"sample"`
+}
+
+// InsertMetrics implements store.Store.
+func (s *Store) InsertMetrics(ctx context.Context, m *store.MetricSnapshot) error {
+	if m.ID == "" {
+		m.ID = store.NewID()
+	}
+	d := metricsDoc{ID: m.ID, TS: store.UnixNanos(m.TS), Target: m.Target, SeriesCount: m.SeriesCount}
+	for _, smp := range m.Sample {
+		d.Sample = append(d.Sample, sampleDoc{Labels: store.ToPairs(smp.Labels), Value: store.FormatFloat(float64(smp.Value))})
+	}
+	if _, err := s.db.Collection(collMetrics).InsertOne(ctx, d); err != nil {
+		return fmt.Errorf("insert metrics snapshot: %w", err)
+	}
+	return nil
+}
+
+// ListMetrics implements store.Reader.
+func (s *Store) ListMetrics(ctx context.Context, limit int) ([]store.MetricSnapshot, error) {
+	docs, err := find[metricsDoc](ctx, s.db.Collection(collMetrics), bson.D{}, newestFirst("ts"), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list metrics: %w", err)
+	}
+	out := make([]store.MetricSnapshot, len(docs))
+	for i, d := range docs {
+		m := store.MetricSnapshot{ID: d.ID, TS: store.FromUnixNanos(d.TS), Target: d.Target, SeriesCount: d.SeriesCount, Sample: []store.MetricSample{}}
+		for _, smp := range d.Sample {
+			v, err := store.ParseFloat(smp.Value)
+			if err != nil {
+				return nil, err
+			}
+			m.Sample = append(m.Sample, store.MetricSample{Labels: store.FromPairs(smp.Labels), Value: v})
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+func find[T any](ctx context.Context, coll *mongo.Collection, filter, sort bson.D, limit int) ([]T, error) {
+	cur, err := coll.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Counts implements store.Reader, from collection metadata (no scan).
+func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
+	var c store.Counts
+	for _, x := range []struct {
+		coll string
+		n    *int64
+	}{{collMetrics, &c.Metrics}, {collAnomalies, &c.Anomalies}, {collRCA, &c.RCA}, {collChatSessions, &c.ChatSessions}} {
+		n, err := s.db.Collection(x.coll).EstimatedDocumentCount(ctx)
+		if err != nil {
+			return c, fmt.Errorf("count %s: %w", x.coll, err)
+		}
+		*x.n = n
+	}
+	return c, nil
+}
+
+// Retain implements store.Store: find the newest document past max (by the
+// collection's time field, then _id) and delete it and everything older.
+func (s *Store) Retain(ctx context.Context, max int) (int64, error) {
+	var total int64
+	for _, x := range []struct {
+		coll, field string
+		keep        bson.D // documents never deleted
+	}{
+		{collAnomalies, "detected_at", bson.D{{Key: "rca_status", Value: bson.D{{Key: "$ne", Value: store.RCAPending}}}}},
+		{collRCA, "created_at", nil},
+		{collMetrics, "ts", nil},
+	} {
+		coll := s.db.Collection(x.coll)
+		var cut bson.M
+		err := coll.FindOne(ctx, bson.D{}, options.FindOne().SetSort(newestFirst(x.field)).SetSkip(int64(max)).
+			SetProjection(bson.D{{Key: x.field, Value: 1}})).Decode(&cut)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("retention on %s: %w", x.coll, err)
+		}
+		filter := bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: x.field, Value: bson.D{{Key: "$lt", Value: cut[x.field]}}}},
+			bson.D{{Key: x.field, Value: cut[x.field]}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: cut["_id"]}}}},
+		}}}
+		filter = append(filter, x.keep...)
+		res, err := coll.DeleteMany(ctx, filter)
+		if err != nil {
+			return total, fmt.Errorf("retention on %s: %w", x.coll, err)
+		}
+		total += res.DeletedCount
+	}
+	// Claim tokens only matter while a lease can be alive; a day is far beyond any lease.
+	if _, err := s.db.Collection(collClaims).DeleteMany(ctx, bson.D{{Key: "claimed_at",
+		Value: bson.D{{Key: "$lt", Value: store.UnixNanos(time.Now().Add(-24 * time.Hour))}}}}); err != nil {
+		return total, fmt.Errorf("retention on %s: %w", collClaims, err)
+	}
+	return total, nil
+}

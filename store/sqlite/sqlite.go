@@ -1,0 +1,485 @@
+// Package sqlite is the embedded store: one SQLite file (pure Go, WAL mode,
+// synchronous=FULL so an acknowledged alert survives a crash and a power loss).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/alertrca/alertrca/store"
+)
+
+// FileName is the database file created inside DATA_DIR.
+const FileName = "alertrca.db"
+
+// Store is the embedded SQLite store. Writes go through one connection (SQLite
+// has one writer anyway); reads use a pool so they never wait for a write.
+type Store struct {
+	w, r *sql.DB
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open creates dir if needed and opens (or creates) the database in it.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	s := &Store{w: w, r: r, path: path}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Kind implements store.Store.
+func (s *Store) Kind() string { return "embedded" }
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.r.ExecContext(ctx, "SELECT 1"); err != nil {
+		return fmt.Errorf("ping sqlite: %w", err)
+	}
+	return nil
+}
+
+// schema: every read the API serves and every queue lookup has an index.
+const schema = `
+CREATE TABLE IF NOT EXISTS anomalies (
+	id TEXT PRIMARY KEY,
+	source TEXT NOT NULL,
+	name TEXT NOT NULL,
+	severity TEXT NOT NULL,
+	status TEXT NOT NULL,
+	labels TEXT NOT NULL,
+	annotations TEXT NOT NULL,
+	value TEXT,
+	reason TEXT NOT NULL,
+	fingerprint TEXT NOT NULL,
+	generator_url TEXT NOT NULL,
+	starts_at INTEGER NOT NULL,
+	ends_at INTEGER,
+	detected_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	rca_status TEXT NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS anomalies_detected ON anomalies (detected_at, id);
+CREATE INDEX IF NOT EXISTS anomalies_status ON anomalies (status, detected_at, id);
+CREATE INDEX IF NOT EXISTS anomalies_severity ON anomalies (severity, detected_at, id);
+CREATE INDEX IF NOT EXISTS anomalies_source ON anomalies (source, detected_at, id);
+CREATE INDEX IF NOT EXISTS anomalies_queue ON anomalies (rca_status, lease_until, detected_at);
+CREATE INDEX IF NOT EXISTS anomalies_fingerprint ON anomalies (fingerprint, status);
+CREATE TABLE IF NOT EXISTS rca (
+	id TEXT PRIMARY KEY,
+	anomaly_id TEXT NOT NULL UNIQUE,
+	created_at INTEGER NOT NULL,
+	doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rca_created ON rca (created_at, id);
+CREATE TABLE IF NOT EXISTS metrics (
+	id TEXT PRIMARY KEY,
+	ts INTEGER NOT NULL,
+	doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_ts ON metrics (ts, id);
+CREATE TABLE IF NOT EXISTS targets (
+	name TEXT PRIMARY KEY,
+	endpoint TEXT NOT NULL,
+	job TEXT NOT NULL DEFAULT '',
+	enabled INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS email_config (
+	id TEXT PRIMARY KEY,
+	enabled INTEGER NOT NULL,
+	recipients TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chat_sessions (
+	id TEXT PRIMARY KEY,
+	anomaly_id TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (updated_at, id);
+`
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema in %s: %w", s.path, err)
+	}
+	return nil
+}
+
+const anomalyCols = `id, source, name, severity, status, labels, annotations, value, reason,
+	fingerprint, generator_url, starts_at, ends_at, detected_at, updated_at, rca_status,
+	attempts, lease_owner, lease_until`
+
+// Ingest implements store.Ingester: the whole payload in one transaction, one fsync.
+func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcome, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin ingest: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	out := make([]store.Outcome, len(as))
+	for i, a := range as {
+		if a.Status == store.StatusResolved {
+			res, err := tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=?
+				WHERE id=? AND status=?`, store.StatusResolved, store.UnixNanos(*a.EndsAt), store.UnixNanos(a.UpdatedAt), a.ID, store.StatusFiring)
+			if err != nil {
+				return nil, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				out[i] = store.OutcomeResolved
+				continue
+			}
+		}
+		inserted, err := insertAnomaly(ctx, tx, a)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !inserted:
+			out[i] = store.OutcomeRepeat
+		case a.Status == store.StatusResolved:
+			out[i] = store.OutcomeResolved
+		default:
+			out[i] = store.OutcomeNew
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit ingest: %w", err)
+	}
+	return out, nil
+}
+
+func insertAnomaly(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (bool, error) {
+	labels, err := json.Marshal(a.Labels)
+	if err != nil {
+		return false, fmt.Errorf("encode labels: %w", err)
+	}
+	ann, err := json.Marshal(a.Annotations)
+	if err != nil {
+		return false, fmt.Errorf("encode annotations: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO anomalies (`+anomalyCols+`)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
+		a.ID, a.Source, a.Name, a.Severity, a.Status, string(labels), string(ann), value(a.Value), a.Reason,
+		a.Fingerprint, a.GeneratorURL, store.UnixNanos(a.StartsAt), optNanos(a.EndsAt), store.UnixNanos(a.DetectedAt), store.UnixNanos(a.UpdatedAt),
+		a.RCAStatus, a.Attempts, a.LeaseOwner, store.UnixNanos(a.LeaseUntil))
+	if err != nil {
+		return false, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
+	}
+	return n == 1, nil
+}
+
+// Claim implements store.Queue.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (*store.Anomaly, error) {
+	row := s.w.QueryRowContext(ctx, `UPDATE anomalies SET lease_owner=?, lease_until=?, attempts=attempts+1
+		WHERE id = (SELECT id FROM anomalies WHERE rca_status=? AND lease_until < ?
+		            ORDER BY detected_at, id LIMIT 1)
+		RETURNING `+anomalyCols,
+		owner, store.UnixNanos(now.Add(lease)), store.RCAPending, store.UnixNanos(now))
+	a, err := scanAnomaly(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim pending anomaly: %w", err)
+	}
+	return a, nil
+}
+
+// Release implements store.Queue.
+func (s *Store) Release(ctx context.Context, id, owner string) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE anomalies SET lease_owner='', lease_until=0
+		WHERE id=? AND lease_owner=? AND rca_status=?`, id, owner, store.RCAPending)
+	if err != nil {
+		return fmt.Errorf("release anomaly %s: %w", id, err)
+	}
+	return nil
+}
+
+// SaveRCA implements store.Queue.
+func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
+	r.ID = r.AnomalyID
+	doc, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode rca: %w", err)
+	}
+	status := store.RCADone
+	if r.Fallback {
+		status = store.RCAFallback
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin save rca: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if _, err := tx.ExecContext(ctx, `INSERT INTO rca (id, anomaly_id, created_at, doc) VALUES (?,?,?,?)
+		ON CONFLICT (anomaly_id) DO UPDATE SET id=excluded.id, created_at=excluded.created_at, doc=excluded.doc`,
+		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc)); err != nil {
+		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE anomalies SET rca_status=?, lease_owner='', lease_until=0, updated_at=?
+		WHERE id=?`, status, store.UnixNanos(r.CreatedAt), r.AnomalyID); err != nil {
+		return fmt.Errorf("mark anomaly %s analysed: %w", r.AnomalyID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit rca of %s: %w", r.AnomalyID, err)
+	}
+	return nil
+}
+
+// CountPending implements store.Queue.
+func (s *Store) CountPending(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM anomalies WHERE rca_status=?`, store.RCAPending).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending: %w", err)
+	}
+	return n, nil
+}
+
+// GetAnomaly implements store.Reader.
+func (s *Store) GetAnomaly(ctx context.Context, id string) (*store.Anomaly, error) {
+	a, err := scanAnomaly(s.r.QueryRowContext(ctx, `SELECT `+anomalyCols+` FROM anomalies WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get anomaly %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListAnomalies implements store.Reader.
+func (s *Store) ListAnomalies(ctx context.Context, f store.AnomalyFilter) ([]store.Anomaly, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{{"status", f.Status}, {"severity", f.Severity}, {"source", f.Source}} {
+		if c.val != "" {
+			where = append(where, c.col+"=?")
+			args = append(args, c.val)
+		}
+	}
+	q := `SELECT ` + anomalyCols + ` FROM anomalies`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY detected_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list anomalies: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Anomaly{}
+	for rows.Next() {
+		a, err := scanAnomaly(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list anomalies: %w", err)
+		}
+		out = append(out, *a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list anomalies: %w", err)
+	}
+	return out, nil
+}
+
+// GetRCA implements store.Reader.
+func (s *Store) GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error) {
+	var doc string
+	err := s.r.QueryRowContext(ctx, `SELECT doc FROM rca WHERE anomaly_id=?`, anomalyID).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get rca of %s: %w", anomalyID, err)
+	}
+	var r store.RCA
+	if err := json.Unmarshal([]byte(doc), &r); err != nil {
+		return nil, fmt.Errorf("decode rca of %s: %w", anomalyID, err)
+	}
+	return &r, nil
+}
+
+// ListRCA implements store.Reader.
+func (s *Store) ListRCA(ctx context.Context, limit int) ([]store.RCA, error) {
+	return listDocs[store.RCA](ctx, s.r, `SELECT doc FROM rca ORDER BY created_at DESC, id DESC LIMIT ?`, limit)
+}
+
+// ListMetrics implements store.Reader.
+func (s *Store) ListMetrics(ctx context.Context, limit int) ([]store.MetricSnapshot, error) {
+	return listDocs[store.MetricSnapshot](ctx, s.r, `SELECT doc FROM metrics ORDER BY ts DESC, id DESC LIMIT ?`, limit)
+}
+
+// InsertMetrics implements store.Store.
+func (s *Store) InsertMetrics(ctx context.Context, m *store.MetricSnapshot) error {
+	if m.ID == "" {
+		m.ID = store.NewID()
+	}
+	doc, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode metrics snapshot: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO metrics (id, ts, doc) VALUES (?,?,?)`, m.ID, store.UnixNanos(m.TS), string(doc)); err != nil {
+		return fmt.Errorf("insert metrics snapshot: %w", err)
+	}
+	return nil
+}
+
+func listDocs[T any](ctx context.Context, db *sql.DB, q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("scan: %w", err)
+		}
+		var v T
+		if err := json.Unmarshal([]byte(doc), &v); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read rows: %w", err)
+	}
+	return out, nil
+}
+
+// Counts implements store.Reader.
+func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
+	var c store.Counts
+	err := s.r.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM metrics), (SELECT COUNT(*) FROM anomalies),
+		(SELECT COUNT(*) FROM rca), (SELECT COUNT(*) FROM chat_sessions)`).
+		Scan(&c.Metrics, &c.Anomalies, &c.RCA, &c.ChatSessions)
+	if err != nil {
+		return c, fmt.Errorf("count documents: %w", err)
+	}
+	return c, nil
+}
+
+// Retain implements store.Store.
+func (s *Store) Retain(ctx context.Context, max int) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM anomalies WHERE rca_status != 'pending' AND id IN
+			(SELECT id FROM anomalies ORDER BY detected_at DESC, id DESC LIMIT -1 OFFSET ?)`,
+		`DELETE FROM rca WHERE id IN (SELECT id FROM rca ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?)`,
+		`DELETE FROM metrics WHERE id IN (SELECT id FROM metrics ORDER BY ts DESC, id DESC LIMIT -1 OFFSET ?)`,
+	} {
+		res, err := s.w.ExecContext(ctx, q, max)
+		if err != nil {
+			return total, fmt.Errorf("retention: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanAnomaly(sc scanner) (*store.Anomaly, error) {
+	var (
+		a                                          store.Anomaly
+		labels, ann                                string
+		val                                        sql.NullString
+		endsAt                                     sql.NullInt64
+		startsAt, detectedAt, updatedAt, leaseTill int64
+	)
+	if err := sc.Scan(&a.ID, &a.Source, &a.Name, &a.Severity, &a.Status, &labels, &ann, &val, &a.Reason,
+		&a.Fingerprint, &a.GeneratorURL, &startsAt, &endsAt, &detectedAt, &updatedAt, &a.RCAStatus,
+		&a.Attempts, &a.LeaseOwner, &leaseTill); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(labels), &a.Labels); err != nil {
+		return nil, fmt.Errorf("decode labels of %s: %w", a.ID, err)
+	}
+	if err := json.Unmarshal([]byte(ann), &a.Annotations); err != nil {
+		return nil, fmt.Errorf("decode annotations of %s: %w", a.ID, err)
+	}
+	if val.Valid {
+		f, err := store.ParseFloat(val.String)
+		if err != nil {
+			return nil, err
+		}
+		a.Value = &f
+	}
+	a.StartsAt, a.DetectedAt, a.UpdatedAt = store.FromUnixNanos(startsAt), store.FromUnixNanos(detectedAt), store.FromUnixNanos(updatedAt)
+	if leaseTill != 0 {
+		a.LeaseUntil = store.FromUnixNanos(leaseTill)
+	}
+	if endsAt.Valid {
+		t := store.FromUnixNanos(endsAt.Int64)
+		a.EndsAt = &t
+	}
+	return &a, nil
+}
+
+func value(v *store.Float) any {
+	if v == nil {
+		return nil
+	}
+	return store.FormatFloat(float64(*v))
+}
+
+// optNanos is UnixNanos for an optional time: NULL when absent.
+func optNanos(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}

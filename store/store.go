@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// ErrNotFound is returned by single-item reads when nothing matches.
+var ErrNotFound = errors.New("not found")
+
+// Store is everything the pipeline, the API and the poller need from storage.
+// Both implementations (store/mongo, store/sqlite) pass the same conformance
+// suite in store/storetest; no behaviour exists in one backend only.
+type Store interface {
+	Ingester
+	Queue
+	Reader
+
+	// InsertMetrics stores one poll's snapshot.
+	InsertMetrics(ctx context.Context, m *MetricSnapshot) error
+	// Retain deletes all but the newest max documents of metrics, anomalies
+	// and rca. Anomalies still waiting for analysis are never deleted.
+	Retain(ctx context.Context, max int) (deleted int64, err error)
+	// Ping tells whether the store answers.
+	Ping(ctx context.Context) error
+	// Kind is "embedded" or "mongodb".
+	Kind() string
+	Close() error
+}
+
+// Ingester stores incoming alert episodes idempotently.
+type Ingester interface {
+	// Ingest stores each anomaly durably before returning, keyed by its ID
+	// (fingerprint + startsAt):
+	//   - firing, unknown ID: stored as new, RCA pending (OutcomeNew);
+	//   - firing, known ID: nothing changes (OutcomeRepeat);
+	//   - resolved, known and firing: marked resolved with EndsAt (OutcomeResolved);
+	//   - resolved, known and resolved: nothing changes (OutcomeRepeat);
+	//   - resolved, unknown ID: stored as resolved, RCA skipped (OutcomeResolved).
+	Ingest(ctx context.Context, anomalies []*Anomaly) ([]Outcome, error)
+}
+
+// Queue is the durable work queue of anomalies awaiting analysis.
+type Queue interface {
+	// Claim leases the oldest pending anomaly whose lease has expired (or
+	// never existed) to owner until now+lease. It returns ErrNotFound when
+	// there is none.
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (*Anomaly, error)
+	// Release gives back a claim so that the anomaly is picked up at once.
+	Release(ctx context.Context, anomalyID, owner string) error
+	// SaveRCA stores the analysis (replacing any earlier one of the same
+	// anomaly), then marks the anomaly done or fallback and clears its lease.
+	SaveRCA(ctx context.Context, rca *RCA) error
+	// CountPending counts anomalies whose analysis is not stored yet.
+	CountPending(ctx context.Context) (int64, error)
+}
+
+// Reader serves the REST API.
+type Reader interface {
+	GetAnomaly(ctx context.Context, id string) (*Anomaly, error)
+	ListAnomalies(ctx context.Context, f AnomalyFilter) ([]Anomaly, error)
+	GetRCA(ctx context.Context, anomalyID string) (*RCA, error)
+	ListRCA(ctx context.Context, limit int) ([]RCA, error)
+	ListMetrics(ctx context.Context, limit int) ([]MetricSnapshot, error)
+	Counts(ctx context.Context) (Counts, error)
+	Ping(ctx context.Context) error
+}
+
+// RunRetention applies Retain every interval until ctx ends.
+func RunRetention(ctx context.Context, s Store, max int, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := s.Retain(ctx, max)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("retention failed; will retry", "err", err)
+		case n > 0:
+			logger.Info("retention deleted old documents", "deleted", n, "max_docs", max)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
