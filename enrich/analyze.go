@@ -1,0 +1,79 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/alertrca/alertrca/store"
+)
+
+// analyze asks the LLM for the RCA of a: one call, one repair if the answer is
+// not valid, else a fallback built from the alert. It never returns nil.
+func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
+	start := p.now()
+	prompt := BuildPrompt(a)
+	var tokensIn, tokensOut int
+	var r *store.RCA
+
+	gen, err := p.generate(ctx, prompt)
+	tokensIn, tokensOut = gen.PromptTokens, gen.CompletionTokens
+	if err == nil {
+		var problem error
+		r, problem = toRCA(gen.Text)
+		if problem != nil {
+			p.m.llmCalls.WithLabelValues("invalid").Inc()
+			p.log.Warn("LLM answer invalid; asking for a repair", "anomaly", a.ID, "problem", problem)
+			gen, err = p.generate(ctx, repairPrompt(prompt, gen.Text, problem))
+			tokensIn, tokensOut = tokensIn+gen.PromptTokens, tokensOut+gen.CompletionTokens
+			if err == nil {
+				r, problem = toRCA(gen.Text)
+				if problem != nil {
+					p.m.llmCalls.WithLabelValues("invalid").Inc()
+					err = fmt.Errorf("answer invalid after one repair: %w", problem)
+				}
+			}
+		}
+	}
+	if err != nil {
+		p.log.Warn("no usable LLM answer; storing a fallback analysis", "anomaly", a.ID, "err", err)
+		r = fallbackRCA(a, err)
+	} else {
+		p.m.llmCalls.WithLabelValues("ok").Inc()
+	}
+	r.AnomalyID, r.ID, r.Fingerprint = a.ID, a.ID, a.Fingerprint
+	r.Model = p.llm.Model()
+	r.PromptTokens, r.CompletionTokens = tokensIn, tokensOut
+	r.LatencyMS = p.now().Sub(start).Milliseconds()
+	r.CreatedAt = p.now().UTC()
+	return r
+}
+
+// generate makes one LLM call under LLMTimeout and counts it.
+func (p *Pipeline) generate(ctx context.Context, prompt string) (Generation, error) {
+	callCtx, cancel := context.WithTimeout(ctx, p.cfg.LLMTimeout)
+	defer cancel()
+	start := time.Now()
+	gen, err := p.llm.Generate(callCtx, prompt, rcaSchema)
+	p.m.llmLatency.Observe(time.Since(start).Seconds())
+	p.m.llmTokens.WithLabelValues("prompt").Add(float64(gen.PromptTokens))
+	p.m.llmTokens.WithLabelValues("completion").Add(float64(gen.CompletionTokens))
+	switch {
+	case err == nil:
+	case errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		p.m.llmCalls.WithLabelValues("timeout").Inc()
+		err = fmt.Errorf("LLM call timed out after %s", p.cfg.LLMTimeout)
+	default:
+		p.m.llmCalls.WithLabelValues("error").Inc()
+	}
+	return gen, err
+}
+
+func toRCA(text string) (*store.RCA, error) {
+	summary, simplified, cause, fix, err := parseAnswer(text)
+	if err != nil {
+		return nil, err
+	}
+	return &store.RCA{Summary: summary, Simplified: simplified, Cause: cause, Fix: fix}, nil
+}
