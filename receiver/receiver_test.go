@@ -1,0 +1,358 @@
+package receiver_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/alertrca/alertrca/enrich"
+	"github.com/alertrca/alertrca/receiver"
+	"github.com/alertrca/alertrca/store"
+	"github.com/alertrca/alertrca/store/sqlite"
+)
+
+const (
+	token       = "s3cret-token" // the token in the captured request headers
+	fixturesDir = "testdata/alertmanager-0.25"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.TestMode)
+	os.Exit(m.Run())
+}
+
+type env struct {
+	srv   *httptest.Server
+	store *sqlite.Store
+	reg   *prometheus.Registry
+}
+
+func newEnv(t *testing.T, cfg receiver.Config) *env {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.DiscardHandler)
+	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), nil, enrich.Config{}, reg, log)
+	cfg.StoreKind = st.Kind()
+	s := receiver.New(p, st, cfg, reg, reg, log)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, store: st, reg: reg}
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fixturesDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// post sends body to the webhook with the given Authorization header value.
+func (e *env) post(t *testing.T, auth string, body []byte) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/webhook/alertmanager", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp, out
+}
+
+func (e *env) get(t *testing.T, path string, into any) int {
+	t.Helper()
+	resp, err := http.Get(e.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if into != nil {
+		if err := json.NewDecoder(resp.Body).Decode(into); err != nil && resp.StatusCode == 200 {
+			t.Fatalf("GET %s: decode: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestFixturesMatchShared keeps the vendored fixtures identical to the
+// captured ones when the shared folder is next to the repository.
+func TestFixturesMatchShared(t *testing.T) {
+	shared := filepath.Join("..", "..", "shared", "fixtures", "alertmanager-0.25")
+	entries, err := os.ReadDir(shared)
+	if err != nil {
+		t.Logf("no shared fixtures beside the repository (%v); using the vendored copies", err)
+		return
+	}
+	for _, e := range entries {
+		want, _ := os.ReadFile(filepath.Join(shared, e.Name()))
+		got, err := os.ReadFile(filepath.Join(fixturesDir, e.Name()))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the shared fixture; copy it again", e.Name())
+		}
+	}
+}
+
+func TestWebhookFixtures(t *testing.T) {
+	cases := []struct {
+		file                 string
+		new, resolved        float64
+		id, name, status     string
+		rcaStatus, generator string
+	}{
+		{"firing-instance-down.json", 1, 0, "c822fd915cbb8e7b", "InstanceDown", "firing", "pending", ""},
+		{"prometheus-rule-instance-down.json", 1, 0, "e6ceb00c1d6a8ef1", "InstanceDown", "firing", "pending", "http://vm:19090/graph?g0.expr=up+%3D%3D+0&g0.tab=1"},
+		{"resolved-high-cpu.json", 0, 1, "ade7a8c0784ef879", "HighCPU", "resolved", "skipped", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			e := newEnv(t, receiver.Config{WebhookToken: token})
+			resp, body := e.post(t, "Bearer "+token, fixture(t, tc.file))
+			if resp.StatusCode != http.StatusOK || body["new"] != tc.new || body["resolved"] != tc.resolved || body["received"] != 1.0 {
+				t.Fatalf("status %d body %v", resp.StatusCode, body)
+			}
+			var list []store.Anomaly
+			if code := e.get(t, "/anomalies", &list); code != 200 || len(list) != 1 {
+				t.Fatalf("GET /anomalies: %d, %d anomalies", code, len(list))
+			}
+			a := list[0]
+			if a.Fingerprint != tc.id || a.Name != tc.name || a.Status != tc.status || a.RCAStatus != tc.rcaStatus ||
+				a.Source != "alertmanager" || a.GeneratorURL != tc.generator || a.Labels["job"] == "" {
+				t.Fatalf("stored anomaly: %+v", a)
+			}
+			if tc.status == "resolved" && (a.EndsAt == nil || a.EndsAt.Format(time.RFC3339) != "2026-11-26T13:41:55Z") {
+				t.Fatalf("resolved ends_at %v", a.EndsAt)
+			}
+			// The same payload again is a repeat, not a new episode.
+			if _, body := e.post(t, "Bearer "+token, fixture(t, tc.file)); body["repeats"] != 1.0 {
+				t.Fatalf("second post: %v", body)
+			}
+		})
+	}
+}
+
+// TestCapturedRequest replays the request line and headers Alertmanager sent.
+func TestCapturedRequest(t *testing.T) {
+	e := newEnv(t, receiver.Config{WebhookToken: token})
+	f, err := os.Open(filepath.Join(fixturesDir, "request-headers.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	method, path, _ := strings.Cut(sc.Text(), " ")
+	path, _, _ = strings.Cut(path, " ")
+	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(fixture(t, "firing-instance-down.json")))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ": ")
+		if ok && k != "Host" && k != "Content-Length" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, body := do(t, req)
+	if resp.StatusCode != http.StatusOK || body["new"] != 1.0 {
+		t.Fatalf("captured request: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestWebhookStatusCodes(t *testing.T) {
+	good := fixture(t, "firing-instance-down.json")
+	basic := func(user, pass string) string {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.SetBasicAuth(user, pass)
+		return req.Header.Get("Authorization")
+	}
+	cases := []struct {
+		name string
+		auth string
+		body []byte
+		code int
+	}{
+		{"bearer", "Bearer " + token, good, 200},
+		{"basic with token as password", basic("alertmanager", token), good, 200},
+		{"missing credentials", "", good, 401},
+		{"wrong bearer", "Bearer nope", good, 401},
+		{"token prefix only", "Bearer " + token[:5], good, 401},
+		{"wrong basic password", basic("alertmanager", "nope"), good, 401},
+		{"basic not base64", "Basic !!!", good, 401},
+		{"other scheme", "Token " + token, good, 401},
+		{"malformed JSON", "Bearer " + token, []byte(`{"version": "4", "alerts": [`), 400},
+		{"not a webhook", "Bearer " + token, []byte(`{"hello": "world"}`), 400},
+		{"wrong version", "Bearer " + token, bytes.Replace(good, []byte(`"version": "4"`), []byte(`"version": "3"`), 1), 400},
+		{"bad alert status", "Bearer " + token, bytes.Replace(good, []byte(`"status": "firing",
+      "labels"`), []byte(`"status": "burning",
+      "labels"`), 1), 400},
+		{"empty body", "Bearer " + token, nil, 400},
+	}
+	e := newEnv(t, receiver.Config{WebhookToken: token})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.post(t, tc.auth, tc.body)
+			if resp.StatusCode != tc.code {
+				t.Fatalf("got %d (%v), want %d", resp.StatusCode, body, tc.code)
+			}
+			if tc.code == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+			if tc.code != 200 && body["error"] == nil {
+				t.Errorf("error answer without a message: %v", body)
+			}
+			// A bad request loses nothing else: the next good one is stored.
+			if resp, _ := e.post(t, "Bearer "+token, fixture(t, "prometheus-rule-instance-down.json")); resp.StatusCode != 200 {
+				t.Fatalf("good request after %q: %d", tc.name, resp.StatusCode)
+			}
+		})
+	}
+	var list []store.Anomaly
+	e.get(t, "/anomalies", &list)
+	if len(list) != 2 {
+		t.Fatalf("%d anomalies stored, want 2 (the fixture and the follow-up)", len(list))
+	}
+}
+
+func TestWebhookWithoutTokenIsOpen(t *testing.T) {
+	e := newEnv(t, receiver.Config{})
+	if resp, _ := e.post(t, "", fixture(t, "firing-instance-down.json")); resp.StatusCode != 200 {
+		t.Fatalf("got %d", resp.StatusCode)
+	}
+}
+
+func TestWebhookOversize(t *testing.T) {
+	body := fixture(t, "firing-instance-down.json")
+	e := newEnv(t, receiver.Config{MaxBodyBytes: int64(len(body) - 1)})
+	resp, out := e.post(t, "", body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(out["error"].(string), "WEBHOOK_MAX_BODY_BYTES") {
+		t.Fatalf("got %d %v, want 413 naming the limit", resp.StatusCode, out)
+	}
+	e2 := newEnv(t, receiver.Config{MaxBodyBytes: int64(len(body))})
+	if resp, _ := e2.post(t, "", body); resp.StatusCode != 200 {
+		t.Fatalf("body at the limit: %d", resp.StatusCode)
+	}
+}
+
+func TestStoreDown(t *testing.T) {
+	e := newEnv(t, receiver.Config{})
+	if code := e.get(t, "/-/ready", nil); code != 200 {
+		t.Fatalf("ready with store up: %d", code)
+	}
+	_ = e.store.Close()
+	resp, body := e.post(t, "", fixture(t, "firing-instance-down.json"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("webhook with store down: %d %v (Retry-After %q), want 503 with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if code := e.get(t, "/-/ready", nil); code != 503 {
+		t.Fatalf("ready with store down: %d", code)
+	}
+	if code := e.get(t, "/-/healthy", nil); code != 200 {
+		t.Fatalf("healthy with store down: %d", code)
+	}
+	if code := e.get(t, "/anomalies", nil); code != 503 {
+		t.Fatalf("read with store down: %d", code)
+	}
+}
+
+func TestReads(t *testing.T) {
+	e := newEnv(t, receiver.Config{Version: "1.2.3"})
+	for _, f := range []string{"firing-instance-down.json", "prometheus-rule-instance-down.json", "resolved-high-cpu.json"} {
+		if resp, _ := e.post(t, "", fixture(t, f)); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", f, resp.StatusCode)
+		}
+	}
+	ctx := context.Background()
+	id := store.EpisodeID("e6ceb00c1d6a8ef1", time.Date(2026, 11, 26, 13, 42, 13, 568000000, time.UTC))
+	if err := e.store.SaveRCA(ctx, &store.RCA{AnomalyID: id, Summary: "target down", Simplified: "s", Cause: "c", Fix: "f", Model: "m", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	var root map[string]any
+	if e.get(t, "/", &root); root["service"] != "alertrca" || root["version"] != "1.2.3" || root["store"] != "embedded" || root["slack_enabled"] != false {
+		t.Errorf("GET /: %v", root)
+	}
+	var stats store.Counts
+	if e.get(t, "/stats", &stats); stats != (store.Counts{Anomalies: 3, RCA: 1}) {
+		t.Errorf("GET /stats: %+v", stats)
+	}
+	var list []map[string]any
+	for q, want := range map[string]int{
+		"": 3, "?limit=2": 2, "?status=firing": 2, "?status=resolved": 1, "?severity=high": 1,
+		"?severity=critical&status=firing": 2, "?source=poller": 0, "?source=alertmanager&limit=1": 1,
+	} {
+		list = nil
+		if code := e.get(t, "/anomalies"+q, &list); code != 200 || len(list) != want {
+			t.Errorf("GET /anomalies%s: %d, %d items, want %d", q, code, len(list), want)
+		}
+	}
+	e.get(t, "/anomalies", &list)
+	for _, k := range []string{"id", "source", "name", "severity", "status", "labels", "annotations", "value", "reason", "fingerprint", "starts_at", "ends_at", "detected_at", "rca_status"} {
+		if _, ok := list[0][k]; !ok {
+			t.Errorf("anomaly JSON lacks %q: %v", k, list[0])
+		}
+	}
+	for _, bad := range []string{"?limit=0", "?limit=1001", "?limit=x", "?status=open", "?source=grafana"} {
+		var out map[string]any
+		if code := e.get(t, "/anomalies"+bad, &out); code != 400 || out["error"] == nil {
+			t.Errorf("GET /anomalies%s: %d %v, want 400 with a message", bad, code, out)
+		}
+	}
+	var one map[string]any
+	if code := e.get(t, "/anomalies/"+id, &one); code != 200 || one["id"] != id || one["rca"].(map[string]any)["summary"] != "target down" {
+		t.Errorf("GET /anomalies/:id: %d %v", code, one)
+	}
+	if code := e.get(t, "/anomalies/nope", nil); code != 404 {
+		t.Errorf("unknown anomaly: %d", code)
+	}
+	var rcas []map[string]any
+	if e.get(t, "/rca", &rcas); len(rcas) != 1 || rcas[0]["anomaly_id"] != id || rcas[0]["fallback"] != false {
+		t.Errorf("GET /rca: %v", rcas)
+	}
+	var snaps []any
+	if code := e.get(t, "/prom-metrics", &snaps); code != 200 || snaps == nil || len(snaps) != 0 {
+		t.Errorf("GET /prom-metrics: %d %v", code, snaps)
+	}
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`alertrca_http_requests_total{code="200",method="POST",route="/webhook/alertmanager"} 3`,
+		`alertrca_alerts_received_total{outcome="new",source="alertmanager"} 2`,
+		`alertrca_queue_depth 2`,
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
