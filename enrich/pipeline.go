@@ -38,7 +38,7 @@ type AfterRCA interface {
 type Config struct {
 	Concurrency   int           // workers calling the LLM at once (default 2)
 	LLMTimeout    time.Duration // per LLM call (default 60s)
-	Lease         time.Duration // how long a claim holds (default 2×LLMTimeout+30s: a call and its repair)
+	Lease         time.Duration // how long a claim holds (default 2×LLMTimeout+5s: a call, its repair, the store write)
 	PollInterval  time.Duration // how often idle workers look for expired leases (default 2s)
 	MaxPending    int64         // Submit refuses new alerts beyond this many pending (default 10000)
 	ShutdownGrace time.Duration // how long Run lets in-flight analyses finish on stop (default 10s)
@@ -53,7 +53,7 @@ func (c *Config) defaults() {
 		c.LLMTimeout = 60 * time.Second
 	}
 	if c.Lease <= 0 {
-		c.Lease = 2*c.LLMTimeout + 30*time.Second
+		c.Lease = 2*c.LLMTimeout + 5*time.Second
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 2 * time.Second

@@ -1,0 +1,176 @@
+// Command alertrca receives Alertmanager webhooks, analyses each new alert with
+// an LLM and serves the results over a REST API and /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/alertrca/alertrca/enrich"
+	"github.com/alertrca/alertrca/receiver"
+	"github.com/alertrca/alertrca/store"
+	"github.com/alertrca/alertrca/store/mongo"
+	"github.com/alertrca/alertrca/store/sqlite"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "alertrca:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx ends, then stops it in order.
+func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown argument %q (usage: alertrca; configuration comes from the environment)", args[0])
+	}
+	cfg, err := loadConfig(environ, ".env")
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
+	log.Info("starting alertrca", "version", version, "config", cfg)
+
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("closing the store", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	llm := enrich.NewOllama(cfg.LLMURL, cfg.LLMModel)
+	pipeline := enrich.New(st, llm, nil, enrich.Config{
+		Concurrency: cfg.LLMConcurrency,
+		LLMTimeout:  cfg.LLMTimeout,
+		MaxPending:  cfg.QueueMaxPending,
+		// A stop waits for in-flight analyses for part of the deadline, then releases them.
+		ShutdownGrace: cfg.ShutdownTimeout / 2,
+	}, reg, log)
+	gin.SetMode(gin.ReleaseMode)
+	api := receiver.New(pipeline, st, receiver.Config{
+		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken,
+		MaxBodyBytes: cfg.WebhookMaxBodyBytes, SlackEnabled: cfg.SlackEnabled,
+		LangfuseEnabled: cfg.LangfusePublicKey != "" && cfg.LangfuseSecretKey != "",
+	}, reg, reg, log)
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR=%s: %w", cfg.ListenAddr, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("listening", "addr", ln.Addr().String(), "webhook", "POST /webhook/alertmanager", "webhook_auth", cfg.WebhookToken != "")
+
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var workers sync.WaitGroup
+	workers.Go(func() { _ = pipeline.Run(workCtx) })
+	workers.Go(func() {
+		store.RunRetention(workCtx, st, cfg.MaxDocs, time.Minute, log.With("component", "retention"))
+	})
+	go probeDependencies(workCtx, cfg, llm, log)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: signal received", "deadline", cfg.ShutdownTimeout)
+	case err := <-serveErr:
+		stopWork()
+		workers.Wait()
+		return fmt.Errorf("HTTP server: %w", err)
+	}
+
+	// Ordered stop: no new requests and in-flight webhooks finish storing;
+	// then the pipeline finishes or releases its analyses; then the store closes.
+	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(deadline); err != nil {
+		log.Warn("HTTP requests still running at the deadline", "err", err)
+	}
+	stopWork()
+	workers.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.MongoURI != "" {
+		openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		st, err := mongo.Open(openCtx, cfg.MongoURI, cfg.MongoDB)
+		if err != nil {
+			return nil, fmt.Errorf("MONGO_URI=%s: cannot use MongoDB: %w", redactedMongoURI(cfg.MongoURI), err)
+		}
+		log.Info("store: MongoDB (write concern majority, journaled)", "uri", redactedMongoURI(cfg.MongoURI), "db", cfg.MongoDB)
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("DATA_DIR=%s: cannot open the embedded store: %w", cfg.DataDir, err)
+	}
+	abs, _ := filepath.Abs(st.Path())
+	log.Info("store: embedded SQLite (WAL, synchronous=FULL); set MONGO_URI to use MongoDB", "file", abs)
+	return st, nil
+}
+
+// probeDependencies says once, at start, what alertrca cannot reach. Nothing
+// waits for it: alerts are stored without the LLM and analysed by a fallback.
+func probeDependencies(ctx context.Context, cfg Config, llm *enrich.Ollama, log *slog.Logger) {
+	if err := llm.Probe(ctx); err != nil {
+		log.Warn("LLM not reachable: alerts are still stored and get a fallback analysis until it answers",
+			"llm_url", cfg.LLMURL, "model", cfg.LLMModel, "err", err)
+	} else {
+		log.Info("LLM reachable", "llm_url", cfg.LLMURL, "model", cfg.LLMModel)
+	}
+	if err := probePrometheus(ctx, cfg.PromURL); err != nil {
+		log.Warn("Prometheus not reachable: webhooks still work; the built-in poller needs it",
+			"prom_url", cfg.PromURL, "err", err)
+	} else {
+		log.Info("Prometheus reachable", "prom_url", cfg.PromURL)
+	}
+}
+
+func probePrometheus(ctx context.Context, base string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/-/ready", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
