@@ -1,0 +1,3 @@
+// Package prometheus holds operator files (prometheus.yml, alertmanager.yml)
+// and the test that checks them with promtool and amtool.
+package prometheus
