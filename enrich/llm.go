@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // LLM generates one completion constrained to a JSON schema. The Ollama client
@@ -93,25 +91,6 @@ func (o *Ollama) Generate(ctx context.Context, prompt string, schema json.RawMes
 		return Generation{}, fmt.Errorf("decode ollama answer: %w", jsonErr)
 	}
 	return Generation{Text: out.Response, PromptTokens: out.PromptEvalCount, CompletionTokens: out.EvalCount}, nil
-}
-
-// Probe tells whether the Ollama server answers, for a startup log line.
-func (o *Ollama) Probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.BaseURL+"/api/tags", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := o.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {

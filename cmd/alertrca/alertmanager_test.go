@@ -71,14 +71,7 @@ receivers:
 		}
 	})
 	url := "http://" + addr
-	waitFor(t, "Alertmanager to be ready", func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitReady(t, "Alertmanager", url)
 	return url
 }
 

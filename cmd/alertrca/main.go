@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -94,7 +95,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	workers.Go(func() {
 		store.RunRetention(workCtx, st, cfg.MaxDocs, time.Minute, log.With("component", "retention"))
 	})
-	go probeDependencies(workCtx, cfg, llm, log)
+	go probeDependencies(workCtx, cfg, log)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -142,14 +143,14 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 
 // probeDependencies says once, at start, what alertrca cannot reach. Nothing
 // waits for it: alerts are stored without the LLM and analysed by a fallback.
-func probeDependencies(ctx context.Context, cfg Config, llm *enrich.Ollama, log *slog.Logger) {
-	if err := llm.Probe(ctx); err != nil {
+func probeDependencies(ctx context.Context, cfg Config, log *slog.Logger) {
+	if err := probe(ctx, strings.TrimRight(cfg.LLMURL, "/")+"/api/tags"); err != nil {
 		log.Warn("LLM not reachable: alerts are still stored and get a fallback analysis until it answers",
 			"llm_url", cfg.LLMURL, "model", cfg.LLMModel, "err", err)
 	} else {
 		log.Info("LLM reachable", "llm_url", cfg.LLMURL, "model", cfg.LLMModel)
 	}
-	if err := probePrometheus(ctx, cfg.PromURL); err != nil {
+	if err := probe(ctx, strings.TrimRight(cfg.PromURL, "/")+"/-/ready"); err != nil {
 		log.Warn("Prometheus not reachable: webhooks still work; the built-in poller needs it",
 			"prom_url", cfg.PromURL, "err", err)
 	} else {
@@ -157,10 +158,11 @@ func probeDependencies(ctx context.Context, cfg Config, llm *enrich.Ollama, log 
 	}
 }
 
-func probePrometheus(ctx context.Context, base string) error {
+// probe GETs url and expects a 200 within 3 seconds.
+func probe(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/-/ready", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}

@@ -81,15 +81,21 @@ func start(t *testing.T, dir string, env ...string) *service {
 			t.Logf("service logs:\n%s", s.logs.String())
 		}
 	})
-	waitFor(t, "the service to be ready", func() bool {
-		resp, err := http.Get(s.url + "/-/ready")
+	waitReady(t, "the service", s.url)
+	return s
+}
+
+// waitReady waits until base/-/ready answers 200.
+func waitReady(t *testing.T, what, base string) {
+	t.Helper()
+	waitFor(t, what+" to be ready", func() bool {
+		resp, err := http.Get(base + "/-/ready")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return s
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
