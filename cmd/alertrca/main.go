@@ -85,7 +85,12 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("LISTEN_ADDR=%s: %w", cfg.ListenAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // a 10 MiB webhook on a slow link
+		IdleTimeout:       2 * time.Minute,
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "webhook", "POST /webhook/alertmanager", "webhook_auth", cfg.WebhookToken != "")
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
