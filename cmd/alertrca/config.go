@@ -34,6 +34,7 @@ type Config struct {
 	MonitorInterval int     `env:"MONITOR_INTERVAL" envDefault:"30" allowed:"a whole number of seconds from 1 to 86400"`
 	ZThreshold      float64 `env:"Z_THRESHOLD" envDefault:"3.0" allowed:"a number greater than 0, e.g. 3.0"`
 	MaxDocs         int     `env:"MAX_DOCS" envDefault:"10000" allowed:"a whole number from 1 to 100000000"`
+	RulesFile       string  `env:"RULES_FILE" allowed:"a path to an alertrca rules file; empty for the built-in rules"`
 
 	WebhookToken        string        `env:"WEBHOOK_TOKEN" secret:"true" allowed:"any string; empty leaves the webhook open"`
 	APIToken            string        `env:"API_TOKEN" secret:"true" allowed:"any string"`

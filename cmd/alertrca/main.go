@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/alertrca/alertrca/enrich"
 	"github.com/alertrca/alertrca/receiver"
+	"github.com/alertrca/alertrca/rules"
 	"github.com/alertrca/alertrca/store"
 	"github.com/alertrca/alertrca/store/mongo"
 	"github.com/alertrca/alertrca/store/sqlite"
@@ -35,22 +37,53 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "alertrca:", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
-// run starts the service and blocks until ctx ends, then stops it in order.
-func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unknown argument %q (usage: alertrca; configuration comes from the environment)", args[0])
-	}
+const usage = `usage:
+  alertrca                        run the service (configuration from the environment and .env)
+  alertrca rules [--rules FILE]   print the Prometheus rule file of the rules (default: RULES_FILE or the built-in rules)`
+
+// run dispatches the command line: no argument runs the service.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(environ, ".env")
 	if err != nil {
 		return err
 	}
+	if len(args) == 0 {
+		return serve(ctx, cfg, stderr)
+	}
+	switch args[0] {
+	case "rules":
+		return printRules(cfg, args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// printRules writes the Prometheus rule file generated from the rule definitions.
+func printRules(cfg Config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
+	path := fs.String("rules", cfg.RulesFile, "rules file (alertrca format); empty: the built-in rules")
+	group := fs.String("group", "alertrca", "name of the rule group")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rs, err := rules.Load(*path, cfg.ZThreshold)
+	if err != nil {
+		return err
+	}
+	return rules.WriteRuleFile(stdout, *group, rs, time.Duration(cfg.MonitorInterval)*time.Second)
+}
+
+// serve runs the service until ctx ends, then stops it in order.
+func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
 	log.Info("starting alertrca", "version", version, "config", cfg)
 
