@@ -126,6 +126,7 @@ type Anomaly struct {
 	UpdatedAt    time.Time         `json:"updated_at"`
 	RCAStatus    string            `json:"rca_status"`
 	Attempts     int               `json:"attempts"`
+	Sources      []string          `json:"sources"` // every source that reported this episode
 
 	// Work-queue lease: who analyses it now, and until when the claim holds.
 	LeaseOwner string    `json:"-"`
@@ -224,6 +225,7 @@ func NewAnomaly(a Alert, now time.Time) *Anomaly {
 		DetectedAt:   now.UTC(),
 		UpdatedAt:    now.UTC(),
 		RCAStatus:    RCAPending,
+		Sources:      []string{a.Source},
 	}
 	if an.Severity == "" {
 		an.Severity = "unknown"

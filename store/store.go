@@ -32,13 +32,18 @@ type Store interface {
 
 // Ingester stores incoming alert episodes idempotently.
 type Ingester interface {
-	// Ingest stores each anomaly durably before returning, keyed by its ID
-	// (fingerprint + startsAt):
-	//   - firing, unknown ID: stored as new, RCA pending (OutcomeNew);
-	//   - firing, known ID: nothing changes (OutcomeRepeat);
-	//   - resolved, known and firing: marked resolved with EndsAt (OutcomeResolved);
-	//   - resolved, known and resolved: nothing changes (OutcomeRepeat);
-	//   - resolved, unknown ID: stored as resolved, RCA skipped (OutcomeResolved).
+	// Ingest stores each anomaly durably before returning. An episode is keyed
+	// by its ID (fingerprint + startsAt); an open (firing) episode with the
+	// same fingerprint is the same incident even if another source saw it
+	// start at another time (the poller and Alertmanager):
+	//   - firing, an open episode with its fingerprint exists: its source is
+	//     added to that episode's sources, nothing else changes (OutcomeRepeat);
+	//   - firing, otherwise: stored as new, RCA pending (OutcomeNew), unless
+	//     its ID is known (a resolved episode): nothing changes (OutcomeRepeat);
+	//   - resolved, its ID or an open episode with its fingerprint is firing:
+	//     that episode is marked resolved with EndsAt (OutcomeResolved);
+	//   - resolved, its ID is known and resolved: nothing changes (OutcomeRepeat);
+	//   - resolved, unknown: stored as resolved, RCA skipped (OutcomeResolved).
 	Ingest(ctx context.Context, anomalies []*Anomaly) ([]Outcome, error)
 }
 

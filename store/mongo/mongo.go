@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -150,6 +151,7 @@ type anomalyDoc struct {
 	Attempts     int          `bson:"attempts"`
 	LeaseOwner   string       `bson:"lease_owner"`
 	LeaseUntil   int64        `bson:"lease_until"`
+	Sources      []string     `bson:"sources"`
 }
 
 func toAnomalyDoc(a *store.Anomaly) anomalyDoc {
@@ -159,6 +161,7 @@ func toAnomalyDoc(a *store.Anomaly) anomalyDoc {
 		Reason: a.Reason, Fingerprint: a.Fingerprint, GeneratorURL: a.GeneratorURL,
 		StartsAt: store.UnixNanos(a.StartsAt), DetectedAt: store.UnixNanos(a.DetectedAt), UpdatedAt: store.UnixNanos(a.UpdatedAt),
 		RCAStatus: a.RCAStatus, Attempts: a.Attempts, LeaseOwner: a.LeaseOwner, LeaseUntil: store.UnixNanos(a.LeaseUntil),
+		Sources: a.Sources,
 	}
 	if a.Value != nil {
 		v := store.FormatFloat(float64(*a.Value))
@@ -178,6 +181,10 @@ func (d anomalyDoc) anomaly() (*store.Anomaly, error) {
 		Reason: d.Reason, Fingerprint: d.Fingerprint, GeneratorURL: d.GeneratorURL,
 		StartsAt: store.FromUnixNanos(d.StartsAt), DetectedAt: store.FromUnixNanos(d.DetectedAt), UpdatedAt: store.FromUnixNanos(d.UpdatedAt),
 		RCAStatus: d.RCAStatus, Attempts: d.Attempts, LeaseOwner: d.LeaseOwner,
+		Sources: d.Sources,
+	}
+	if a.Sources == nil {
+		a.Sources = []string{}
 	}
 	if d.LeaseUntil != 0 {
 		a.LeaseUntil = store.FromUnixNanos(d.LeaseUntil)
@@ -201,38 +208,89 @@ func (d anomalyDoc) anomaly() (*store.Anomaly, error) {
 // idempotent write; a failure part-way returns an error, the webhook answers
 // 503, and Alertmanager's retry stores the rest while the done ones repeat.
 func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcome, error) {
-	coll := s.db.Collection(collAnomalies)
 	out := make([]store.Outcome, len(as))
 	for i, a := range as {
+		var err error
 		if a.Status == store.StatusResolved {
-			res, err := coll.UpdateOne(ctx,
-				bson.D{{Key: "_id", Value: a.ID}, {Key: "status", Value: store.StatusFiring}},
-				bson.D{{Key: "$set", Value: bson.D{
-					{Key: "status", Value: store.StatusResolved},
-					{Key: "ends_at", Value: store.UnixNanos(*a.EndsAt)},
-					{Key: "updated_at", Value: store.UnixNanos(a.UpdatedAt)},
-				}}})
-			if err != nil {
-				return nil, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
-			}
-			if res.MatchedCount == 1 {
-				out[i] = store.OutcomeResolved
-				continue
-			}
+			out[i], err = s.resolve(ctx, a)
+		} else {
+			out[i], err = s.fire(ctx, a)
 		}
-		_, err := coll.InsertOne(ctx, toAnomalyDoc(a))
-		switch {
-		case mongo.IsDuplicateKeyError(err):
-			out[i] = store.OutcomeRepeat
-		case err != nil:
-			return nil, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
-		case a.Status == store.StatusResolved:
-			out[i] = store.OutcomeResolved
-		default:
-			out[i] = store.OutcomeNew
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// fire attaches a firing alert to the open episode of its fingerprint, or
+// stores it as a new episode.
+func (s *Store) fire(ctx context.Context, a *store.Anomaly) (store.Outcome, error) {
+	coll := s.db.Collection(collAnomalies)
+	var open anomalyDoc
+	err := coll.FindOne(ctx, bson.D{{Key: "fingerprint", Value: a.Fingerprint}, {Key: "status", Value: store.StatusFiring}},
+		options.FindOne().SetSort(bson.D{{Key: "detected_at", Value: 1}})).Decode(&open)
+	switch {
+	case err == nil:
+		if !slices.Contains(open.Sources, a.Source) {
+			if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: open.ID}},
+				bson.D{{Key: "$addToSet", Value: bson.D{{Key: "sources", Value: a.Source}}}}); err != nil {
+				return 0, fmt.Errorf("attach %s to anomaly %s: %w", a.Source, open.ID, err)
+			}
+		}
+		return store.OutcomeRepeat, nil
+	case !errors.Is(err, mongo.ErrNoDocuments):
+		return 0, fmt.Errorf("find open episode of %s: %w", a.Fingerprint, err)
+	}
+	_, err = coll.InsertOne(ctx, toAnomalyDoc(a))
+	switch {
+	case mongo.IsDuplicateKeyError(err):
+		return store.OutcomeRepeat, nil
+	case err != nil:
+		return 0, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
+	}
+	return store.OutcomeNew, nil
+}
+
+// resolve ends the alert's episode: the one with its ID, else an open one of
+// its fingerprint that started before the alert ended (the same incident seen
+// by another source). An unknown episode is stored as resolved.
+func (s *Store) resolve(ctx context.Context, a *store.Anomaly) (store.Outcome, error) {
+	coll := s.db.Collection(collAnomalies)
+	end := store.UnixNanos(*a.EndsAt)
+	set := bson.D{{Key: "$set", Value: bson.D{
+		{Key: "status", Value: store.StatusResolved},
+		{Key: "ends_at", Value: end},
+		{Key: "updated_at", Value: store.UnixNanos(a.UpdatedAt)},
+	}}}
+	res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: a.ID}, {Key: "status", Value: store.StatusFiring}}, set)
+	if err != nil {
+		return 0, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
+	}
+	if res.MatchedCount > 0 {
+		return store.OutcomeResolved, nil
+	}
+	known, err := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: a.ID}})
+	if err != nil {
+		return 0, fmt.Errorf("look up anomaly %s: %w", a.ID, err)
+	}
+	if known > 0 {
+		return store.OutcomeRepeat, nil
+	}
+	many, err := coll.UpdateMany(ctx, bson.D{
+		{Key: "fingerprint", Value: a.Fingerprint}, {Key: "status", Value: store.StatusFiring},
+		{Key: "starts_at", Value: bson.D{{Key: "$lte", Value: end}}},
+	}, set)
+	if err != nil {
+		return 0, fmt.Errorf("resolve episode of %s: %w", a.Fingerprint, err)
+	}
+	if many.MatchedCount > 0 {
+		return store.OutcomeResolved, nil
+	}
+	if _, err := coll.InsertOne(ctx, toAnomalyDoc(a)); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return 0, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
+	}
+	return store.OutcomeResolved, nil
 }
 
 // Claim implements store.Queue.

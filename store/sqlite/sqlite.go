@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +103,8 @@ CREATE TABLE IF NOT EXISTS anomalies (
 	rca_status TEXT NOT NULL,
 	attempts INTEGER NOT NULL DEFAULT 0,
 	lease_owner TEXT NOT NULL DEFAULT '',
-	lease_until INTEGER NOT NULL DEFAULT 0
+	lease_until INTEGER NOT NULL DEFAULT 0,
+	sources TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS anomalies_detected ON anomalies (detected_at, id);
 CREATE INDEX IF NOT EXISTS anomalies_status ON anomalies (status, detected_at, id);
@@ -148,12 +150,22 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema in %s: %w", s.path, err)
 	}
+	// Databases created before anomalies had sources get the column.
+	var has int
+	if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('anomalies') WHERE name='sources'`).Scan(&has); err != nil {
+		return fmt.Errorf("inspect schema of %s: %w", s.path, err)
+	}
+	if has == 0 {
+		if _, err := s.w.ExecContext(ctx, `ALTER TABLE anomalies ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'`); err != nil {
+			return fmt.Errorf("add sources column in %s: %w", s.path, err)
+		}
+	}
 	return nil
 }
 
 const anomalyCols = `id, source, name, severity, status, labels, annotations, value, reason,
 	fingerprint, generator_url, starts_at, ends_at, detected_at, updated_at, rca_status,
-	attempts, lease_owner, lease_until`
+	attempts, lease_owner, lease_until, sources`
 
 // Ingest implements store.Ingester: the whole payload in one transaction, one fsync.
 func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcome, error) {
@@ -164,34 +176,85 @@ func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcom
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	out := make([]store.Outcome, len(as))
 	for i, a := range as {
+		var o store.Outcome
 		if a.Status == store.StatusResolved {
-			res, err := tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=?
-				WHERE id=? AND status=?`, store.StatusResolved, store.UnixNanos(*a.EndsAt), store.UnixNanos(a.UpdatedAt), a.ID, store.StatusFiring)
-			if err != nil {
-				return nil, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				out[i] = store.OutcomeResolved
-				continue
-			}
+			o, err = resolve(ctx, tx, a)
+		} else {
+			o, err = fire(ctx, tx, a)
 		}
-		inserted, err := insertAnomaly(ctx, tx, a)
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case !inserted:
-			out[i] = store.OutcomeRepeat
-		case a.Status == store.StatusResolved:
-			out[i] = store.OutcomeResolved
-		default:
-			out[i] = store.OutcomeNew
-		}
+		out[i] = o
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit ingest: %w", err)
 	}
 	return out, nil
+}
+
+// fire attaches a firing alert to the open episode of its fingerprint, or
+// stores it as a new episode.
+func fire(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, error) {
+	var id, sources string
+	err := tx.QueryRowContext(ctx, `SELECT id, sources FROM anomalies WHERE fingerprint=? AND status=?
+		ORDER BY detected_at LIMIT 1`, a.Fingerprint, store.StatusFiring).Scan(&id, &sources)
+	switch {
+	case err == nil:
+		var list []string
+		if err := json.Unmarshal([]byte(sources), &list); err != nil {
+			return 0, fmt.Errorf("decode sources of %s: %w", id, err)
+		}
+		if !slices.Contains(list, a.Source) {
+			b, _ := json.Marshal(append(list, a.Source))
+			if _, err := tx.ExecContext(ctx, `UPDATE anomalies SET sources=? WHERE id=?`, string(b), id); err != nil {
+				return 0, fmt.Errorf("attach %s to anomaly %s: %w", a.Source, id, err)
+			}
+		}
+		return store.OutcomeRepeat, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("find open episode of %s: %w", a.Fingerprint, err)
+	}
+	inserted, err := insertAnomaly(ctx, tx, a)
+	if err != nil || !inserted {
+		return store.OutcomeRepeat, err
+	}
+	return store.OutcomeNew, nil
+}
+
+// resolve ends the alert's episode: the one with its ID, else an open one of
+// its fingerprint that started before the alert ended (the same incident seen
+// by another source). An unknown episode is stored as resolved.
+func resolve(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, error) {
+	end, now := store.UnixNanos(*a.EndsAt), store.UnixNanos(a.UpdatedAt)
+	res, err := tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=? WHERE id=? AND status=?`,
+		store.StatusResolved, end, now, a.ID, store.StatusFiring)
+	if err != nil {
+		return 0, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return store.OutcomeResolved, nil
+	}
+	var known int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM anomalies WHERE id=?`, a.ID).Scan(&known); err != nil {
+		return 0, fmt.Errorf("look up anomaly %s: %w", a.ID, err)
+	}
+	if known > 0 {
+		return store.OutcomeRepeat, nil
+	}
+	res, err = tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=?
+		WHERE fingerprint=? AND status=? AND starts_at<=?`,
+		store.StatusResolved, end, now, a.Fingerprint, store.StatusFiring, end)
+	if err != nil {
+		return 0, fmt.Errorf("resolve episode of %s: %w", a.Fingerprint, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return store.OutcomeResolved, nil
+	}
+	if _, err := insertAnomaly(ctx, tx, a); err != nil {
+		return 0, err
+	}
+	return store.OutcomeResolved, nil
 }
 
 func insertAnomaly(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (bool, error) {
@@ -203,11 +266,15 @@ func insertAnomaly(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("encode annotations: %w", err)
 	}
+	sources, err := json.Marshal(a.Sources)
+	if err != nil {
+		return false, fmt.Errorf("encode sources: %w", err)
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO anomalies (`+anomalyCols+`)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
 		a.ID, a.Source, a.Name, a.Severity, a.Status, string(labels), string(ann), value(a.Value), a.Reason,
 		a.Fingerprint, a.GeneratorURL, store.UnixNanos(a.StartsAt), optNanos(a.EndsAt), store.UnixNanos(a.DetectedAt), store.UnixNanos(a.UpdatedAt),
-		a.RCAStatus, a.Attempts, a.LeaseOwner, store.UnixNanos(a.LeaseUntil))
+		a.RCAStatus, a.Attempts, a.LeaseOwner, store.UnixNanos(a.LeaseUntil), string(sources))
 	if err != nil {
 		return false, fmt.Errorf("insert anomaly %s: %w", a.ID, err)
 	}
@@ -435,14 +502,14 @@ type scanner interface{ Scan(dest ...any) error }
 func scanAnomaly(sc scanner) (*store.Anomaly, error) {
 	var (
 		a                                          store.Anomaly
-		labels, ann                                string
+		labels, ann, sources                       string
 		val                                        sql.NullString
 		endsAt                                     sql.NullInt64
 		startsAt, detectedAt, updatedAt, leaseTill int64
 	)
 	if err := sc.Scan(&a.ID, &a.Source, &a.Name, &a.Severity, &a.Status, &labels, &ann, &val, &a.Reason,
 		&a.Fingerprint, &a.GeneratorURL, &startsAt, &endsAt, &detectedAt, &updatedAt, &a.RCAStatus,
-		&a.Attempts, &a.LeaseOwner, &leaseTill); err != nil {
+		&a.Attempts, &a.LeaseOwner, &leaseTill, &sources); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(labels), &a.Labels); err != nil {
@@ -450,6 +517,9 @@ func scanAnomaly(sc scanner) (*store.Anomaly, error) {
 	}
 	if err := json.Unmarshal([]byte(ann), &a.Annotations); err != nil {
 		return nil, fmt.Errorf("decode annotations of %s: %w", a.ID, err)
+	}
+	if err := json.Unmarshal([]byte(sources), &a.Sources); err != nil {
+		return nil, fmt.Errorf("decode sources of %s: %w", a.ID, err)
 	}
 	if val.Valid {
 		f, err := store.ParseFloat(val.String)

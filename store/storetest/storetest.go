@@ -31,6 +31,8 @@ func Run(t *testing.T, open Opener) {
 		{"IngestIsIdempotent", testIngestIdempotent},
 		{"ResolveEpisode", testResolve},
 		{"ResolvedWithoutFiring", testResolvedUnknown},
+		{"SameIncidentFromTwoSources", testTwoSources},
+		{"LateResolveOfAnOlderEpisode", testLateResolve},
 		{"RoundTripOddLabelsAndValues", testRoundTrip},
 		{"ClaimLeaseExpiryRelease", testClaim},
 		{"ConcurrentClaimsNeverShare", testConcurrentClaims},
@@ -524,5 +526,70 @@ func testNotFound(t *testing.T, s store.Store) {
 	}
 	if as, err := s.ListAnomalies(c, store.AnomalyFilter{Limit: 10}); err != nil || as == nil || len(as) != 0 {
 		t.Errorf("ListAnomalies on empty store: %v, %v; want an empty, non-nil list", as, err)
+	}
+}
+
+// episode builds an alert of one fixed label set (one fingerprint) from src,
+// starting at base+start.
+func episode(src, status string, start, end time.Duration) *store.Anomaly {
+	a := store.Alert{
+		Source: src, Status: status,
+		Labels:   map[string]string{"alertname": "HighCPUUsage", "instance": "node-1:9100", "severity": "high"},
+		StartsAt: base.Add(start),
+	}
+	if status == store.StatusResolved {
+		a.EndsAt = base.Add(end)
+	}
+	return store.NewAnomaly(a, base.Add(start+time.Second))
+}
+
+func testTwoSources(t *testing.T, s store.Store) {
+	poller := episode(store.SourcePoller, store.StatusFiring, 0, 0)
+	if out := ingest(t, s, poller); out[0] != store.OutcomeNew {
+		t.Fatalf("poller: %v", out)
+	}
+	// Alertmanager saw the same incident start 15s later: same fingerprint, other startsAt.
+	if out := ingest(t, s, episode(store.SourceAlertmanager, store.StatusFiring, 15*time.Second, 0)); out[0] != store.OutcomeRepeat {
+		t.Fatalf("alertmanager copy: %v, want repeat (attached)", out)
+	}
+	list, err := s.ListAnomalies(ctx(t), store.AnomalyFilter{Limit: 10})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%d anomalies (%v), want 1", len(list), err)
+	}
+	if got := list[0].Sources; !reflect.DeepEqual(got, []string{store.SourcePoller, store.SourceAlertmanager}) {
+		t.Fatalf("sources %v, want [poller alertmanager]", got)
+	}
+	if n, _ := s.CountPending(ctx(t)); n != 1 {
+		t.Fatalf("%d pending analyses, want 1", n)
+	}
+	// Alertmanager's resolve of its copy resolves the shared episode.
+	if out := ingest(t, s, episode(store.SourceAlertmanager, store.StatusResolved, 15*time.Second, 5*time.Minute)); out[0] != store.OutcomeResolved {
+		t.Fatalf("resolve: %v", out)
+	}
+	got := get(t, s, poller.ID)
+	if got.Status != store.StatusResolved || got.EndsAt == nil || !got.EndsAt.Equal(base.Add(5*time.Minute)) {
+		t.Fatalf("after resolve: %s %v", got.Status, got.EndsAt)
+	}
+	// A new start after that is a new incident.
+	if out := ingest(t, s, episode(store.SourceAlertmanager, store.StatusFiring, 10*time.Minute, 0)); out[0] != store.OutcomeNew {
+		t.Fatalf("next incident: %v", out)
+	}
+}
+
+func testLateResolve(t *testing.T, s store.Store) {
+	ingest(t, s, episode(store.SourceAlertmanager, store.StatusFiring, 0, 0))
+	ingest(t, s, episode(store.SourceAlertmanager, store.StatusResolved, 0, time.Minute))
+	second := episode(store.SourceAlertmanager, store.StatusFiring, 10*time.Minute, 0)
+	if out := ingest(t, s, second); out[0] != store.OutcomeNew {
+		t.Fatalf("second episode: %v", out)
+	}
+	// Alertmanager repeats the first episode's resolve, and an unknown older
+	// episode's resolve arrives: neither may end the second episode.
+	if out := ingest(t, s, episode(store.SourceAlertmanager, store.StatusResolved, 0, time.Minute)); out[0] != store.OutcomeRepeat {
+		t.Fatalf("repeated resolve: %v", out)
+	}
+	ingest(t, s, episode(store.SourceAlertmanager, store.StatusResolved, 2*time.Minute, 3*time.Minute))
+	if got := get(t, s, second.ID); got.Status != store.StatusFiring {
+		t.Fatalf("an older episode's resolve ended the open one")
 	}
 }
