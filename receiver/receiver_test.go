@@ -356,3 +356,60 @@ func TestReads(t *testing.T) {
 		}
 	}
 }
+
+func (e *env) send(t *testing.T, method, path, auth, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func TestTargetsAPI(t *testing.T) {
+	off := newEnv(t, receiver.Config{})
+	if code, body := off.send(t, "PUT", "/targets/eu", "", `{"endpoint":"http://prom:9090"}`); code != 403 || !strings.Contains(body, "API_TOKEN") {
+		t.Fatalf("without API_TOKEN: %d %s, want 403 saying how to enable", code, body)
+	}
+	e := newEnv(t, receiver.Config{APIToken: "api"})
+	good := `{"endpoint":"http://scraper:hunter2@prom-eu:9090/","job":"node"}`
+	cases := []struct {
+		name, method, path, auth, body string
+		code                           int
+	}{
+		{"no token", "PUT", "/targets/eu", "", good, 401},
+		{"wrong token", "PUT", "/targets/eu", "Bearer nope", good, 401},
+		{"bad name", "PUT", "/targets/bad%20name", "Bearer api", good, 400},
+		{"bad endpoint", "PUT", "/targets/eu", "Bearer api", `{"endpoint":"prom-eu:9090"}`, 400},
+		{"not JSON", "PUT", "/targets/eu", "Bearer api", `endpoint=x`, 400},
+		{"create", "PUT", "/targets/eu", "Bearer api", good, 200},
+		{"second", "PUT", "/targets/us", "Bearer api", `{"endpoint":"https://prom-us:9090","enabled":false}`, 200},
+		{"delete unknown", "DELETE", "/targets/nope", "Bearer api", "", 404},
+		{"delete", "DELETE", "/targets/us", "Bearer api", "", 204},
+	}
+	for _, tc := range cases {
+		code, body := e.send(t, tc.method, tc.path, tc.auth, tc.body)
+		if code != tc.code {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.code)
+		}
+		if strings.Contains(body, "hunter2") {
+			t.Errorf("%s: credentials echoed: %s", tc.name, body)
+		}
+	}
+	var ts []store.Target
+	e.get(t, "/targets", &ts)
+	if len(ts) != 1 || ts[0] != (store.Target{Name: "eu", Endpoint: "http://prom-eu:9090", Job: "node", Enabled: true}) {
+		t.Fatalf("GET /targets: %+v", ts)
+	}
+	stored, _ := e.store.ListTargets(context.Background())
+	if stored[0].Endpoint != "http://scraper:hunter2@prom-eu:9090" {
+		t.Fatalf("stored endpoint lost its credentials: %s", stored[0].Endpoint)
+	}
+}

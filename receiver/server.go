@@ -22,11 +22,18 @@ type Submitter interface {
 	Submit(ctx context.Context, alerts ...store.Alert) (store.SubmitResult, error)
 }
 
+// Store is what the API reads and edits.
+type Store interface {
+	store.Reader
+	store.Targets
+}
+
 // Config is what the HTTP surface needs to know.
 type Config struct {
 	Version         string
 	StoreKind       string // "embedded" or "mongodb"
 	WebhookToken    string // empty: the webhook is open
+	APIToken        string // empty: writing endpoints are off
 	MaxBodyBytes    int64  // webhook body limit (default 10 MiB)
 	SlackEnabled    bool
 	LangfuseEnabled bool
@@ -35,7 +42,7 @@ type Config struct {
 // Server holds the handlers' dependencies.
 type Server struct {
 	sub      Submitter
-	reads    store.Reader
+	reads    Store
 	cfg      Config
 	log      *slog.Logger
 	gatherer prometheus.Gatherer
@@ -44,7 +51,7 @@ type Server struct {
 }
 
 // New builds the server; its metrics go on reg, /metrics serves gatherer.
-func New(sub Submitter, reads store.Reader, cfg Config, reg prometheus.Registerer, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+func New(sub Submitter, reads Store, cfg Config, reg prometheus.Registerer, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
@@ -76,6 +83,9 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/anomalies/:id", s.anomaly)
 	r.GET("/rca", s.rcas)
 	r.GET("/prom-metrics", s.promMetrics)
+	r.GET("/targets", s.listTargets)
+	r.PUT("/targets/:name", s.requireAPIToken, s.putTarget)
+	r.DELETE("/targets/:name", s.requireAPIToken, s.deleteTarget)
 	r.GET("/-/healthy", func(c *gin.Context) { c.String(http.StatusOK, "OK\n") })
 	r.GET("/-/ready", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))

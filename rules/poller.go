@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"strings"
 	"text/template"
 	"time"
@@ -61,6 +62,7 @@ type Poller struct {
 	log     *slog.Logger
 	m       *pollerMetrics
 	state   map[string]*targetState // by target name
+	failing map[string]bool         // targets whose last poll failed: logged once, not every poll
 }
 
 // targetState is what the poller remembers of one target, per rule.
@@ -95,6 +97,7 @@ func NewPoller(rs []Rule, cfg PollerConfig, query QueryFunc, targets TargetsFunc
 	return &Poller{
 		rules: rs, cfg: cfg, query: query, targets: targets, sub: sub, snaps: snaps, now: now,
 		log: logger.With("component", "poller"), m: newPollerMetrics(reg), state: map[string]*targetState{},
+		failing: map[string]bool{},
 	}
 }
 
@@ -153,11 +156,17 @@ func (p *Poller) Poll(ctx context.Context) {
 		err := p.pollTarget(tctx, t, start)
 		cancel()
 		outcome := "ok"
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() == nil:
 			outcome = "error"
-			if ctx.Err() == nil {
-				p.log.Warn("poll failed", "target", t.Name, "endpoint", t.Endpoint, "err", err)
+			if !p.failing[t.Name] {
+				p.log.Warn("poll failed; retrying every interval (logged again when it recovers)",
+					"target", t.Name, "endpoint", redact(t.Endpoint), "err", err)
 			}
+			p.failing[t.Name] = true
+		case err == nil && p.failing[t.Name]:
+			p.log.Info("poll recovered", "target", t.Name)
+			delete(p.failing, t.Name)
 		}
 		p.m.polls.WithLabelValues(t.Name, outcome).Inc()
 	}
@@ -354,6 +363,15 @@ func expandAnnotations(src, labels map[string]string, value float64, details map
 		}
 	}
 	return out
+}
+
+// redact hides credentials of an endpoint URL for logs.
+func redact(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "<unparsable>"
+	}
+	return u.Redacted()
 }
 
 func labelMap(m model.Metric) map[string]string {

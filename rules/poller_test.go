@@ -29,9 +29,9 @@ type series struct {
 
 // fakeProm answers /api/v1/query from a script: expr → poll number → series.
 type fakeProm struct {
-	mu       sync.Mutex
-	poll     int
-	script   map[string]func(poll int) []series
+	mu     sync.Mutex
+	poll   int
+	script map[string]func(poll int) []series
 }
 
 func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -327,3 +327,11 @@ type SubmitResult struct {
 	Repeats  int `json:"repeats"`
 	Resolved int `json:"resolved"`
 }
+
+// Target is a Prometheus server the poller queries (the targets collection).
+type Target struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	Job      string `json:"job"`
+	Enabled  bool   `json:"enabled"`
+}

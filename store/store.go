@@ -17,6 +17,7 @@ type Store interface {
 	Ingester
 	Queue
 	Reader
+	Targets
 
 	// InsertMetrics stores one poll's snapshot.
 	InsertMetrics(ctx context.Context, m *MetricSnapshot) error
@@ -60,6 +61,13 @@ type Queue interface {
 	SaveRCA(ctx context.Context, rca *RCA) error
 	// CountPending counts anomalies whose analysis is not stored yet.
 	CountPending(ctx context.Context) (int64, error)
+}
+
+// Targets are the Prometheus servers the poller queries, by name.
+type Targets interface {
+	ListTargets(ctx context.Context) ([]Target, error)   // sorted by name
+	PutTarget(ctx context.Context, t Target) error       // create or replace
+	DeleteTarget(ctx context.Context, name string) error // ErrNotFound if absent
 }
 
 // Reader serves the REST API.

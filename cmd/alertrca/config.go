@@ -35,6 +35,8 @@ type Config struct {
 	ZThreshold      float64 `env:"Z_THRESHOLD" envDefault:"3.0" allowed:"a number greater than 0, e.g. 3.0"`
 	MaxDocs         int     `env:"MAX_DOCS" envDefault:"10000" allowed:"a whole number from 1 to 100000000"`
 	RulesFile       string  `env:"RULES_FILE" allowed:"a path to an alertrca rules file; empty for the built-in rules"`
+	PollerEnabled   bool    `env:"POLLER_ENABLED" envDefault:"true" allowed:"true or false"`
+	MaxSeries       int     `env:"MAX_TRACKED_SERIES" envDefault:"1000000" allowed:"a whole number from 1 to 100000000"`
 
 	WebhookToken        string        `env:"WEBHOOK_TOKEN" secret:"true" allowed:"any string; empty leaves the webhook open"`
 	APIToken            string        `env:"API_TOKEN" secret:"true" allowed:"any string"`
@@ -114,6 +116,7 @@ func (c Config) validate(vars map[string]string) error {
 		{"MonitorInterval", c.MonitorInterval >= 1 && c.MonitorInterval <= 86400},
 		{"ZThreshold", c.ZThreshold > 0 && c.ZThreshold < 1e9},
 		{"MaxDocs", c.MaxDocs >= 1 && c.MaxDocs <= 100_000_000},
+		{"MaxSeries", c.MaxSeries >= 1 && c.MaxSeries <= 100_000_000},
 		{"WebhookMaxBodyBytes", c.WebhookMaxBodyBytes >= 1024 && c.WebhookMaxBodyBytes <= 1<<30},
 		{"QueueMaxPending", c.QueueMaxPending >= 1 && c.QueueMaxPending <= 100_000_000},
 		{"ShutdownTimeout", c.ShutdownTimeout >= time.Second && c.ShutdownTimeout <= 10*time.Minute},

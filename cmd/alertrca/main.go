@@ -86,6 +86,10 @@ func printRules(cfg Config, args []string, stdout io.Writer) error {
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
 	log.Info("starting alertrca", "version", version, "config", cfg)
+	ruleSet, err := rules.Load(cfg.RulesFile, cfg.ZThreshold)
+	if err != nil {
+		return fmt.Errorf("RULES_FILE: %w", err)
+	}
 
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -109,7 +113,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
 	api := receiver.New(pipeline, st, receiver.Config{
-		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken,
+		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken, APIToken: cfg.APIToken,
 		MaxBodyBytes: cfg.WebhookMaxBodyBytes, SlackEnabled: cfg.SlackEnabled,
 		LangfuseEnabled: cfg.LangfusePublicKey != "" && cfg.LangfuseSecretKey != "",
 	}, reg, reg, log)
@@ -133,6 +137,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	workers.Go(func() {
 		store.RunRetention(workCtx, st, cfg.MaxDocs, time.Minute, log.With("component", "retention"))
 	})
+	if cfg.PollerEnabled {
+		poller := rules.NewPoller(ruleSet, rules.PollerConfig{
+			Interval:  time.Duration(cfg.MonitorInterval) * time.Second,
+			MaxSeries: cfg.MaxSeries,
+		}, rules.PrometheusQuery(), pollTargets(st, cfg.PromURL), pipeline, st, nil, reg, log)
+		workers.Go(func() { poller.Run(workCtx) })
+		log.Info("poller started", "rules", len(ruleSet), "interval", time.Duration(cfg.MonitorInterval)*time.Second)
+	}
 	go probeDependencies(workCtx, cfg, log)
 
 	serveErr := make(chan error, 1)
@@ -177,6 +189,26 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	abs, _ := filepath.Abs(st.Path())
 	log.Info("store: embedded SQLite (WAL, synchronous=FULL); set MONGO_URI to use MongoDB", "file", abs)
 	return st, nil
+}
+
+// pollTargets polls the enabled targets of the store, or PROM_URL when there are none.
+func pollTargets(st store.Targets, promURL string) rules.TargetsFunc {
+	return func(ctx context.Context) ([]rules.Target, error) {
+		ts, err := st.ListTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []rules.Target
+		for _, t := range ts {
+			if t.Enabled {
+				out = append(out, rules.Target{Name: t.Name, Endpoint: t.Endpoint, Job: t.Job})
+			}
+		}
+		if len(out) == 0 {
+			out = []rules.Target{{Name: "default", Endpoint: promURL}}
+		}
+		return out, nil
+	}
 }
 
 // probeDependencies says once, at start, what alertrca cannot reach. Nothing

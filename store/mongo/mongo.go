@@ -633,3 +633,45 @@ func (s *Store) Retain(ctx context.Context, max int) (int64, error) {
 	}
 	return total, nil
 }
+
+type targetDoc struct {
+	Name     string `bson:"_id"`
+	Endpoint string `bson:"endpoint"`
+	Job      string `bson:"job"`
+	Enabled  bool   `bson:"enabled"`
+}
+
+// ListTargets implements store.Targets.
+func (s *Store) ListTargets(ctx context.Context) ([]store.Target, error) {
+	docs, err := find[targetDoc](ctx, s.db.Collection(collTargets), bson.D{}, bson.D{{Key: "_id", Value: 1}}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	out := make([]store.Target, len(docs))
+	for i, d := range docs {
+		out[i] = store.Target{Name: d.Name, Endpoint: d.Endpoint, Job: d.Job, Enabled: d.Enabled}
+	}
+	return out, nil
+}
+
+// PutTarget implements store.Targets.
+func (s *Store) PutTarget(ctx context.Context, t store.Target) error {
+	d := targetDoc{Name: t.Name, Endpoint: t.Endpoint, Job: t.Job, Enabled: t.Enabled}
+	if _, err := s.db.Collection(collTargets).ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.Name}}, d,
+		options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("put target %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// DeleteTarget implements store.Targets.
+func (s *Store) DeleteTarget(ctx context.Context, name string) error {
+	res, err := s.db.Collection(collTargets).DeleteOne(ctx, bson.D{{Key: "_id", Value: name}})
+	if err != nil {
+		return fmt.Errorf("delete target %s: %w", name, err)
+	}
+	if res.DeletedCount == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}

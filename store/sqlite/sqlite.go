@@ -553,3 +553,46 @@ func optNanos(t *time.Time) any {
 	}
 	return t.UnixNano()
 }
+
+// ListTargets implements store.Targets.
+func (s *Store) ListTargets(ctx context.Context) ([]store.Target, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, endpoint, job, enabled FROM targets ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Target{}
+	for rows.Next() {
+		var t store.Target
+		if err := rows.Scan(&t.Name, &t.Endpoint, &t.Job, &t.Enabled); err != nil {
+			return nil, fmt.Errorf("list targets: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	return out, nil
+}
+
+// PutTarget implements store.Targets.
+func (s *Store) PutTarget(ctx context.Context, t store.Target) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO targets (name, endpoint, job, enabled) VALUES (?,?,?,?)
+		ON CONFLICT (name) DO UPDATE SET endpoint=excluded.endpoint, job=excluded.job, enabled=excluded.enabled`,
+		t.Name, t.Endpoint, t.Job, t.Enabled); err != nil {
+		return fmt.Errorf("put target %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// DeleteTarget implements store.Targets.
+func (s *Store) DeleteTarget(ctx context.Context, name string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM targets WHERE name=?`, name)
+	if err != nil {
+		return fmt.Errorf("delete target %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"RetentionKeepsNewest", testRetention},
 		{"Counts", testCounts},
 		{"NotFound", testNotFound},
+		{"Targets", testTargets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -591,5 +592,36 @@ func testLateResolve(t *testing.T, s store.Store) {
 	ingest(t, s, episode(store.SourceAlertmanager, store.StatusResolved, 2*time.Minute, 3*time.Minute))
 	if got := get(t, s, second.ID); got.Status != store.StatusFiring {
 		t.Fatalf("an older episode's resolve ended the open one")
+	}
+}
+
+func testTargets(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if ts, err := s.ListTargets(c); err != nil || ts == nil || len(ts) != 0 {
+		t.Fatalf("empty: %v, %v", ts, err)
+	}
+	b := store.Target{Name: "b", Endpoint: "http://prom-b:9090", Job: "node", Enabled: true}
+	a := store.Target{Name: "a.eu", Endpoint: "https://prom-a:9090", Enabled: false}
+	for _, tg := range []store.Target{b, a} {
+		if err := s.PutTarget(c, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Enabled, b.Job = false, ""
+	if err := s.PutTarget(c, b); err != nil { // replace
+		t.Fatal(err)
+	}
+	ts, err := s.ListTargets(c)
+	if err != nil || !reflect.DeepEqual(ts, []store.Target{a, b}) {
+		t.Fatalf("ListTargets = %+v, %v; want %+v", ts, err, []store.Target{a, b})
+	}
+	if err := s.DeleteTarget(c, "a.eu"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTarget(c, "a.eu"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+	if ts, _ := s.ListTargets(c); len(ts) != 1 || ts[0].Name != "b" {
+		t.Fatalf("after delete: %+v", ts)
 	}
 }
