@@ -34,16 +34,17 @@ type Store interface {
 // Ingester stores incoming alert episodes idempotently.
 type Ingester interface {
 	// Ingest stores each anomaly durably before returning. An episode is keyed
-	// by its ID (fingerprint + startsAt); an open (firing) episode with the
-	// same fingerprint is the same incident even if another source saw it
-	// start at another time (the poller and Alertmanager):
-	//   - firing, an open episode with its fingerprint exists: its source is
-	//     added to that episode's sources, nothing else changes (OutcomeRepeat);
+	// by its ID (fingerprint + startsAt); episodes of the same fingerprint
+	// that overlap in time are one incident even when another source saw it
+	// start or end at another time (the poller and Alertmanager):
+	//   - firing, an episode of its fingerprint is open, or was open when the
+	//     alert started: the source joins that episode's sources (OutcomeRepeat);
 	//   - firing, otherwise: stored as new, RCA pending (OutcomeNew), unless
-	//     its ID is known (a resolved episode): nothing changes (OutcomeRepeat);
-	//   - resolved, its ID or an open episode with its fingerprint is firing:
-	//     that episode is marked resolved with EndsAt (OutcomeResolved);
-	//   - resolved, its ID is known and resolved: nothing changes (OutcomeRepeat);
+	//     its ID is known: nothing changes (OutcomeRepeat);
+	//   - resolved, its ID or an open episode of its fingerprint that started
+	//     before it ended is firing: marked resolved with EndsAt (OutcomeResolved);
+	//   - resolved, its ID is known, or an ended episode of its fingerprint
+	//     overlaps it: nothing changes (OutcomeRepeat);
 	//   - resolved, unknown: stored as resolved, RCA skipped (OutcomeResolved).
 	Ingest(ctx context.Context, anomalies []*Anomaly) ([]Outcome, error)
 }

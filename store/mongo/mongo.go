@@ -223,13 +223,22 @@ func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcom
 	return out, nil
 }
 
-// fire attaches a firing alert to the open episode of its fingerprint, or
-// stores it as a new episode.
+// fire attaches a firing alert to the episode of its fingerprint that is (or
+// was, when the alert started) open, or stores it as a new episode.
 func (s *Store) fire(ctx context.Context, a *store.Anomaly) (store.Outcome, error) {
 	coll := s.db.Collection(collAnomalies)
 	var open anomalyDoc
 	err := coll.FindOne(ctx, bson.D{{Key: "fingerprint", Value: a.Fingerprint}, {Key: "status", Value: store.StatusFiring}},
 		options.FindOne().SetSort(bson.D{{Key: "detected_at", Value: 1}})).Decode(&open)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		// A resolved episode that was open when this alert started (a late copy from another source).
+		start := store.UnixNanos(a.StartsAt)
+		err = coll.FindOne(ctx, bson.D{
+			{Key: "fingerprint", Value: a.Fingerprint},
+			{Key: "starts_at", Value: bson.D{{Key: "$lte", Value: start}}},
+			{Key: "ends_at", Value: bson.D{{Key: "$gte", Value: start}}},
+		}).Decode(&open)
+	}
 	switch {
 	case err == nil:
 		if !slices.Contains(open.Sources, a.Source) {
@@ -286,6 +295,18 @@ func (s *Store) resolve(ctx context.Context, a *store.Anomaly) (store.Outcome, e
 	}
 	if many.MatchedCount > 0 {
 		return store.OutcomeResolved, nil
+	}
+	// Already ended by another source (the poller saw it clear first).
+	overlap, err := coll.CountDocuments(ctx, bson.D{
+		{Key: "fingerprint", Value: a.Fingerprint},
+		{Key: "starts_at", Value: bson.D{{Key: "$lte", Value: end}}},
+		{Key: "ends_at", Value: bson.D{{Key: "$gte", Value: store.UnixNanos(a.StartsAt)}}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("look up episodes of %s: %w", a.Fingerprint, err)
+	}
+	if overlap > 0 {
+		return store.OutcomeRepeat, nil
 	}
 	if _, err := coll.InsertOne(ctx, toAnomalyDoc(a)); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return 0, fmt.Errorf("insert anomaly %s: %w", a.ID, err)

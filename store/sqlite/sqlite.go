@@ -193,12 +193,16 @@ func (s *Store) Ingest(ctx context.Context, as []*store.Anomaly) ([]store.Outcom
 	return out, nil
 }
 
-// fire attaches a firing alert to the open episode of its fingerprint, or
-// stores it as a new episode.
+// fire attaches a firing alert to the episode of its fingerprint that is (or
+// was, when the alert started) open, or stores it as a new episode.
 func fire(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, error) {
 	var id, sources string
-	err := tx.QueryRowContext(ctx, `SELECT id, sources FROM anomalies WHERE fingerprint=? AND status=?
-		ORDER BY detected_at LIMIT 1`, a.Fingerprint, store.StatusFiring).Scan(&id, &sources)
+	// The open episode of the fingerprint, or a resolved one that was open
+	// when this alert started (a late copy from another source).
+	start := store.UnixNanos(a.StartsAt)
+	err := tx.QueryRowContext(ctx, `SELECT id, sources FROM anomalies WHERE fingerprint=?
+		AND (status=? OR (starts_at<=? AND ends_at>=?)) ORDER BY status='firing' DESC, detected_at LIMIT 1`,
+		a.Fingerprint, store.StatusFiring, start, start).Scan(&id, &sources)
 	switch {
 	case err == nil:
 		var list []string
@@ -250,6 +254,15 @@ func resolve(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, 
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
 		return store.OutcomeResolved, nil
+	}
+	// Already ended by another source (the poller saw it clear first).
+	var overlap int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM anomalies WHERE fingerprint=? AND starts_at<=? AND ends_at>=?`,
+		a.Fingerprint, end, store.UnixNanos(a.StartsAt)).Scan(&overlap); err != nil {
+		return 0, fmt.Errorf("look up episodes of %s: %w", a.Fingerprint, err)
+	}
+	if overlap > 0 {
+		return store.OutcomeRepeat, nil
 	}
 	if _, err := insertAnomaly(ctx, tx, a); err != nil {
 		return 0, err

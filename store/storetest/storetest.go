@@ -571,6 +571,20 @@ func testTwoSources(t *testing.T, s store.Store) {
 	if got.Status != store.StatusResolved || got.EndsAt == nil || !got.EndsAt.Equal(base.Add(5*time.Minute)) {
 		t.Fatalf("after resolve: %s %v", got.Status, got.EndsAt)
 	}
+	// Late copies of the ended incident (a firing sent before the resolve,
+	// the poller's own resolve) attach to it instead of opening another.
+	if out := ingest(t, s, episode(store.SourcePoller, store.StatusResolved, 0, 5*time.Minute+time.Second)); out[0] != store.OutcomeRepeat {
+		t.Fatalf("second source's resolve: %v, want repeat", out)
+	}
+	if out := ingest(t, s, episode("other", store.StatusResolved, 20*time.Second, 5*time.Minute+2*time.Second)); out[0] != store.OutcomeRepeat {
+		t.Fatalf("third source's resolve of the ended incident: %v, want repeat", out)
+	}
+	if out := ingest(t, s, episode("other", store.StatusFiring, 2*time.Minute, 0)); out[0] != store.OutcomeRepeat {
+		t.Fatalf("late firing copy: %v, want repeat", out)
+	}
+	if list, _ := s.ListAnomalies(ctx(t), store.AnomalyFilter{Limit: 10}); len(list) != 1 {
+		t.Fatalf("%d anomalies after late copies, want 1", len(list))
+	}
 	// A new start after that is a new incident.
 	if out := ingest(t, s, episode(store.SourceAlertmanager, store.StatusFiring, 10*time.Minute, 0)); out[0] != store.OutcomeNew {
 		t.Fatalf("next incident: %v", out)
