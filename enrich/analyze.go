@@ -13,7 +13,11 @@ import (
 // not valid, else a fallback built from the alert. It never returns nil.
 func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	start := p.now()
-	prompt := BuildPrompt(a)
+	evidence := ""
+	if p.cfg.Evidence != nil {
+		evidence = p.cfg.Evidence.Gather(ctx, a)
+	}
+	prompt := BuildPrompt(a, evidence)
 	var tokensIn, tokensOut int
 	var r *store.RCA
 
@@ -42,7 +46,7 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	} else {
 		p.m.llmCalls.WithLabelValues("ok").Inc()
 	}
-	r.AnomalyID, r.ID, r.Fingerprint = a.ID, a.ID, a.Fingerprint
+	r.AnomalyID, r.ID, r.Fingerprint, r.Evidence = a.ID, a.ID, a.Fingerprint, evidence
 	r.Model = p.llm.Model()
 	r.PromptTokens, r.CompletionTokens = tokensIn, tokensOut
 	r.LatencyMS = p.now().Sub(start).Milliseconds()

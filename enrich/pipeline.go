@@ -36,13 +36,14 @@ type AfterRCA interface {
 
 // Config tunes the pipeline. Zero values get the defaults noted.
 type Config struct {
-	Concurrency   int           // workers calling the LLM at once (default 2)
-	LLMTimeout    time.Duration // per LLM call (default 60s)
-	Lease         time.Duration // how long a claim holds (default 2×LLMTimeout+5s: a call, its repair, the store write)
-	PollInterval  time.Duration // how often idle workers look for expired leases (default 2s)
-	MaxPending    int64         // Submit refuses new alerts beyond this many pending (default 10000)
-	ShutdownGrace time.Duration // how long Run lets in-flight analyses finish on stop (default 10s)
-	Owner         string        // this replica's name in leases (default host-pid-random)
+	Concurrency   int            // workers calling the LLM at once (default 2)
+	LLMTimeout    time.Duration  // per LLM call (default 60s)
+	Lease         time.Duration  // how long a claim holds (default 2×LLMTimeout+5s: a call, its repair, the store write)
+	PollInterval  time.Duration  // how often idle workers look for expired leases (default 2s)
+	MaxPending    int64          // Submit refuses new alerts beyond this many pending (default 10000)
+	ShutdownGrace time.Duration  // how long Run lets in-flight analyses finish on stop (default 10s)
+	Owner         string         // this replica's name in leases (default host-pid-random)
+	Evidence      EvidenceSource // metric context for the prompt (optional)
 }
 
 func (c *Config) defaults() {

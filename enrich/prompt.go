@@ -37,14 +37,16 @@ type promptAlert struct {
 	Value       *store.Float      `json:"value,omitempty"`
 	Reason      string            `json:"reason,omitempty"`
 	StartsAt    string            `json:"starts_at"`
+	Evidence    string            `json:"evidence_from_prometheus,omitempty"`
 }
 
-// BuildPrompt renders the RCA prompt for one anomaly.
-func BuildPrompt(a *store.Anomaly) string {
+// BuildPrompt renders the RCA prompt for one anomaly and its evidence.
+// The evidence (metric names and labels are untrusted too) goes inside the fence.
+func BuildPrompt(a *store.Anomaly, evidence string) string {
 	data, _ := json.MarshalIndent(promptAlert{ // cannot fail: plain strings and maps
 		Name: a.Name, Severity: a.Severity, Status: a.Status, Source: a.Source,
 		Labels: a.Labels, Annotations: a.Annotations, Value: a.Value, Reason: a.Reason,
-		StartsAt: a.StartsAt.Format("2006-01-02T15:04:05Z07:00"),
+		StartsAt: a.StartsAt.Format("2006-01-02T15:04:05Z07:00"), Evidence: evidence,
 	}, "", "  ")
 	var b strings.Builder
 	b.WriteString("You are a site reliability engineer doing root-cause analysis of a monitoring alert " +
@@ -57,6 +59,10 @@ func BuildPrompt(a *store.Anomaly) string {
 		"- simplified: the same in plain words for someone who does not know the system.\n" +
 		"- cause: the most likely cause, and what to check to confirm it.\n" +
 		"- fix: the first concrete steps to fix or mitigate it.\n")
+	if evidence != "" {
+		b.WriteString("Use evidence_from_prometheus (recent values of the alert's expression and related series) " +
+			"to support the cause; if it says Prometheus could not be asked, reason from the alert alone.\n")
+	}
 	return b.String()
 }
 

@@ -73,13 +73,14 @@ type targetState struct {
 
 // seriesEpisode is a condition that is (or was just) true for one series.
 type seriesEpisode struct {
-	labels   map[string]string // the alert's labels
-	annots   map[string]string
-	since    time.Time // first poll the condition held
-	open     bool      // the firing alert was accepted by the pipeline
-	value    float64
-	reason   string
-	lastTrue uint64 // poll number
+	labels    map[string]string // the alert's labels
+	annots    map[string]string
+	since     time.Time // first poll the condition held
+	open      bool      // the firing alert was accepted by the pipeline
+	value     float64
+	reason    string
+	lastTrue  uint64 // poll number
+	generator string // Prometheus graph link of the rule's expression, as Prometheus writes it
 }
 
 // NewPoller builds a poller. now may be nil (time.Now).
@@ -221,6 +222,7 @@ func (p *Poller) pollTarget(ctx context.Context, t Target, now time.Time) error 
 				continue
 			}
 			ep.labels = alertLabels(r, s.Metric)
+			ep.generator = generatorURL(t.Endpoint, r.Expr, 10*p.cfg.Interval)
 			ep.annots = expandAnnotations(r.Annotations, ep.labels, ep.value, details)
 			alerts = append(alerts, p.alert(ep, store.StatusFiring, now))
 			opened = append(opened, change{i, key, ep})
@@ -314,7 +316,7 @@ func (p *Poller) alert(ep *seriesEpisode, status string, now time.Time) store.Al
 	v := store.Float(ep.value)
 	a := store.Alert{
 		Source: store.SourcePoller, Status: status, Labels: ep.labels, Annotations: ep.annots,
-		Value: &v, Reason: ep.reason, StartsAt: ep.since,
+		Value: &v, Reason: ep.reason, StartsAt: ep.since, GeneratorURL: ep.generator,
 	}
 	if status == store.StatusResolved {
 		a.EndsAt = now
@@ -363,6 +365,20 @@ func expandAnnotations(src, labels map[string]string, value float64, details map
 		}
 	}
 	return out
+}
+
+// generatorURL links to the expression in Prometheus's graph page, like the
+// generatorURL of Prometheus's alerts (credentials removed); range_input is
+// the span the evidence looks at: here the last 10 polls.
+func generatorURL(endpoint, expr string, span time.Duration) string {
+	u, err := url.Parse(strings.TrimRight(endpoint, "/") + "/graph")
+	if err != nil {
+		return ""
+	}
+	u.User = nil
+	q := url.Values{"g0.expr": {expr}, "g0.tab": {"1"}, "g0.range_input": {model.Duration(span).String()}}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // redact hides credentials of an endpoint URL for logs.

@@ -142,6 +142,9 @@ func TestPollerEpisodeOpensOnceResolvesOnce(t *testing.T) {
 	if !open.StartsAt.Equal(time.Date(2026, 11, 26, 12, 0, 1, 0, time.UTC)) || !res.EndsAt.Equal(time.Date(2026, 11, 26, 12, 0, 4, 0, time.UTC)) {
 		t.Fatalf("times: starts %v ends %v", open.StartsAt, res.EndsAt)
 	}
+	if want := srv.URL + "/graph?g0.expr=cpu_usage&g0.range_input=10s&g0.tab=1"; open.GeneratorURL != want {
+		t.Fatalf("generator URL %q, want %q", open.GeneratorURL, want)
+	}
 	// The fingerprint is the one Alertmanager computes for the generated rule's alert.
 	if got := store.NewAnomaly(open, c.t).Fingerprint; got != store.Fingerprint(wantLabels) {
 		t.Fatalf("fingerprint %s", got)

@@ -143,7 +143,8 @@ type RCA struct {
 	Cause            string    `json:"cause"`
 	Fix              string    `json:"fix"`
 	Fallback         bool      `json:"fallback"`
-	Error            string    `json:"error,omitempty"` // why the LLM answer was not used
+	Error            string    `json:"error,omitempty"`    // why the LLM answer was not used
+	Evidence         string    `json:"evidence,omitempty"` // metric context given to the model
 	Model            string    `json:"model"`
 	LatencyMS        int64     `json:"latency_ms"`
 	PromptTokens     int       `json:"prompt_tokens"`

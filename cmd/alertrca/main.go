@@ -110,6 +110,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		MaxPending:  cfg.QueueMaxPending,
 		// A stop waits for in-flight analyses for part of the deadline, then releases them.
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		Evidence:      &enrich.PrometheusEvidence{DefaultURL: cfg.PromURL},
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
 	api := receiver.New(pipeline, st, receiver.Config{

@@ -416,6 +416,7 @@ type rcaDoc struct {
 	Fix              string `bson:"fix"`
 	Fallback         bool   `bson:"fallback"`
 	Error            string `bson:"error"`
+	Evidence         string `bson:"evidence"`
 	Model            string `bson:"model"`
 	LatencyMS        int64  `bson:"latency_ms"`
 	PromptTokens     int    `bson:"prompt_tokens"`
@@ -427,7 +428,7 @@ func (d rcaDoc) rca() store.RCA {
 	return store.RCA{
 		ID: d.ID, AnomalyID: d.AnomalyID, Fingerprint: d.Fingerprint, Summary: d.Summary,
 		Simplified: d.Simplified, Cause: d.Cause, Fix: d.Fix, Fallback: d.Fallback, Error: d.Error,
-		Model: d.Model, LatencyMS: d.LatencyMS, PromptTokens: d.PromptTokens,
+		Evidence: d.Evidence, Model: d.Model, LatencyMS: d.LatencyMS, PromptTokens: d.PromptTokens,
 		CompletionTokens: d.CompletionTokens, CreatedAt: store.FromUnixNanos(d.CreatedAt),
 	}
 }
@@ -440,7 +441,7 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
 	d := rcaDoc{
 		ID: r.ID, AnomalyID: r.AnomalyID, Fingerprint: r.Fingerprint, Summary: r.Summary,
 		Simplified: r.Simplified, Cause: r.Cause, Fix: r.Fix, Fallback: r.Fallback, Error: r.Error,
-		Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
+		Evidence: r.Evidence, Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
 		CompletionTokens: r.CompletionTokens, CreatedAt: store.UnixNanos(r.CreatedAt),
 	}
 	if _, err := s.db.Collection(collRCA).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d,

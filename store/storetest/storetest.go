@@ -298,6 +298,7 @@ func testSaveRCA(t *testing.T, s store.Store) {
 	}
 	r := &store.RCA{AnomalyID: claimed.ID, Fingerprint: claimed.Fingerprint, Summary: "disk full",
 		Simplified: "the disk is full", Cause: "logs", Fix: "rotate logs", Model: "m",
+		Evidence:  "disk_used{instance=\"a\"}: 10 points, last 99",
 		LatencyMS: 1234, PromptTokens: 10, CompletionTokens: 20, CreatedAt: base.Add(time.Hour)}
 	if err := s.SaveRCA(c, r); err != nil {
 		t.Fatal(err)
