@@ -189,6 +189,22 @@ func TestBadConfigStopsStartup(t *testing.T) {
 	}
 }
 
+func TestBadRulesFileStopsStartup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rules.yml")
+	if err := os.WriteFile(path, []byte("rules:\n- name: HighCPU\n  expr: cpu\n  severity: high\n  op: '=>'\n  value: 80\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Dir = dir
+	cmd.Env = []string{"ALERTRCA_RUN_MAIN=1", "RULES_FILE=" + path, "LISTEN_ADDR=" + freePort(t)}
+	out, err := cmd.CombinedOutput()
+	want := `alertrca: RULES_FILE: rules file ` + path + `: rule 1 ("HighCPU"): op "=>" is not one of > >= < <= == !=`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("err %v, output:\n%s\nwant a line %q", err, out, want)
+	}
+}
+
 // TestKillDuringAnalysis kills the service with SIGKILL while the LLM is
 // answering; after a restart every acknowledged alert is there and analysed.
 func TestKillDuringAnalysis(t *testing.T) {
