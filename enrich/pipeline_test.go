@@ -221,6 +221,10 @@ func TestLLMAnswers(t *testing.T) {
 			if tc.fallback {
 				wantFallbacks = 1
 			}
+			// The metric follows the store write: wait for it rather than race it.
+			waitFor(t, "the analysis metrics", func() bool {
+				return metric(t, e.reg, "alertrca_rca_stored_total") == 1
+			})
 			if got := metric(t, e.reg, "alertrca_rca_fallbacks_total"); got != wantFallbacks {
 				t.Errorf("fallback metric %v, want %v", got, wantFallbacks)
 			}
