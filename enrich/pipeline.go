@@ -28,12 +28,6 @@ type Store interface {
 	GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error)
 }
 
-// AfterRCA is called once an anomaly's analysis is stored: the seam where
-// notifications hook in.
-type AfterRCA interface {
-	AfterRCA(ctx context.Context, a *store.Anomaly, r *store.RCA)
-}
-
 // Config tunes the pipeline. Zero values get the defaults noted.
 type Config struct {
 	Concurrency   int            // workers calling the LLM at once (default 2)
@@ -44,6 +38,9 @@ type Config struct {
 	ShutdownGrace time.Duration  // how long Run lets in-flight analyses finish on stop (default 10s)
 	Owner         string         // this replica's name in leases (default host-pid-random)
 	Evidence      EvidenceSource // metric context for the prompt (optional)
+	// Channels lists the notification channels of an anomaly; their messages
+	// are queued with its analysis (optional: none).
+	Channels func(ctx context.Context, a *store.Anomaly) []string
 }
 
 func (c *Config) defaults() {
@@ -75,7 +72,6 @@ func (c *Config) defaults() {
 type Pipeline struct {
 	store Store
 	llm   LLM
-	after AfterRCA
 	cfg   Config
 	m     *Metrics
 	log   *slog.Logger
@@ -85,11 +81,11 @@ type Pipeline struct {
 	pending atomic.Int64 // anomalies waiting for analysis, refreshed from the store
 }
 
-// New builds a pipeline. after may be nil.
-func New(st Store, llm LLM, after AfterRCA, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *Pipeline {
+// New builds a pipeline.
+func New(st Store, llm LLM, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *Pipeline {
 	cfg.defaults()
 	return &Pipeline{
-		store: st, llm: llm, after: after, cfg: cfg,
+		store: st, llm: llm, cfg: cfg,
 		m:    newMetrics(reg),
 		log:  logger.With("component", "enrich"),
 		now:  time.Now,
@@ -243,7 +239,11 @@ func (p *Pipeline) process(ctx context.Context, a *store.Anomaly) {
 	// Store the analysis even if a stop arrives now: it is done work.
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.store.SaveRCA(saveCtx, r); err != nil {
+	var channels []string
+	if p.cfg.Channels != nil {
+		channels = p.cfg.Channels(saveCtx, a)
+	}
+	if err := p.store.SaveRCA(saveCtx, r, channels); err != nil {
 		log.Error("cannot store the analysis; the claim will expire and be retried", "err", err)
 		return
 	}
@@ -254,10 +254,7 @@ func (p *Pipeline) process(ctx context.Context, a *store.Anomaly) {
 	}
 	p.m.rcaStored.WithLabelValues(result).Inc()
 	p.m.queueDepth.Set(float64(p.pending.Add(-1)))
-	log.Info("analysis stored", "result", result, "latency_ms", r.LatencyMS)
-	if p.after != nil {
-		p.after.AfterRCA(saveCtx, a, r)
-	}
+	log.Info("analysis stored", "result", result, "latency_ms", r.LatencyMS, "notify", channels)
 }
 
 func (p *Pipeline) release(a *store.Anomaly, log *slog.Logger) {

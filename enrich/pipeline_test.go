@@ -85,7 +85,7 @@ func newEnvIn(t *testing.T, dir string, cfg enrich.Config, replies ...func(http.
 	}
 	cfg.PollInterval = 50 * time.Millisecond
 	reg := prometheus.NewRegistry()
-	p := enrich.New(st, enrich.NewOllama(srv.URL, "test-model"), nil, cfg, reg, slog.New(slog.DiscardHandler))
+	p := enrich.New(st, enrich.NewOllama(srv.URL, "test-model"), cfg, reg, slog.New(slog.DiscardHandler))
 	return &env{p: p, store: st, llm: fake, reg: reg, dir: dir}
 }
 

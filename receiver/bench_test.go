@@ -49,7 +49,7 @@ func benchServer(b *testing.B) (*Server, *sqlite.Store) {
 	b.Cleanup(func() { _ = st.Close() })
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
-	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), nil, enrich.Config{MaxPending: 1 << 40}, reg, log)
+	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), enrich.Config{MaxPending: 1 << 40}, reg, log)
 	return New(p, st, Config{StoreKind: st.Kind(), WebhookToken: "t"}, reg, reg, log), st
 }
 

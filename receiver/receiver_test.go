@@ -49,7 +49,7 @@ func newEnv(t *testing.T, cfg receiver.Config) *env {
 	t.Cleanup(func() { _ = st.Close() })
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
-	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), nil, enrich.Config{}, reg, log)
+	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), enrich.Config{}, reg, log)
 	cfg.StoreKind = st.Kind()
 	s := receiver.New(p, st, cfg, reg, reg, log)
 	srv := httptest.NewServer(s.Handler())
@@ -291,7 +291,7 @@ func TestReads(t *testing.T) {
 	}
 	ctx := context.Background()
 	id := store.EpisodeID("e6ceb00c1d6a8ef1", time.Date(2026, 11, 26, 13, 42, 13, 568000000, time.UTC))
-	if err := e.store.SaveRCA(ctx, &store.RCA{AnomalyID: id, Summary: "target down", Simplified: "s", Cause: "c", Fix: "f", Model: "m", CreatedAt: time.Now()}); err != nil {
+	if err := e.store.SaveRCA(ctx, &store.RCA{AnomalyID: id, Summary: "target down", Simplified: "s", Cause: "c", Fix: "f", Model: "m", CreatedAt: time.Now()}, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -336,3 +336,50 @@ type Target struct {
 	Job      string `json:"job"`
 	Enabled  bool   `json:"enabled"`
 }
+
+// Delivery statuses.
+const (
+	DeliveryPending = "pending" // to send (at NextAttemptAt)
+	DeliverySent    = "sent"
+	DeliveryFailed  = "failed" // gave up: permanent error or too many attempts
+	DeliveryDigest  = "digest" // held for the channel's next digest (storm control)
+)
+
+// Delivery is one message of one incident to one channel: its firing message
+// or its resolved message. Its ID makes it exist once.
+type Delivery struct {
+	ID            string     `json:"-"`
+	AnomalyID     string     `json:"-"`
+	Channel       string     `json:"channel"`
+	Kind          string     `json:"kind"` // "firing" or "resolved"
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	LastError     string     `json:"last_error,omitempty"`
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+	SentAt        *time.Time `json:"sent_at"`
+	Digest        bool       `json:"digest,omitempty"` // sent as part of a digest
+
+	ClaimSeq   int       `json:"-"` // claims so far (MongoDB claim tokens)
+	LeaseOwner string    `json:"-"`
+	LeaseUntil time.Time `json:"-"`
+}
+
+// DeliveryID is the identity of an incident's message to a channel.
+func DeliveryID(anomalyID, channel, kind string) string {
+	return anomalyID + "/" + channel + "/" + kind
+}
+
+// NewDelivery is a pending delivery due now.
+func NewDelivery(anomalyID, channel, kind string, now time.Time) Delivery {
+	return Delivery{
+		ID: DeliveryID(anomalyID, channel, kind), AnomalyID: anomalyID, Channel: channel, Kind: kind,
+		Status: DeliveryPending, NextAttemptAt: now.UTC(), CreatedAt: now.UTC(),
+	}
+}
+
+// EmailConfig is who gets email, and whether email is on (email_config).
+type EmailConfig struct {
+	Enabled    bool     `json:"enabled"`
+	Recipients []string `json:"recipients"`
+}

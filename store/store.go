@@ -18,6 +18,8 @@ type Store interface {
 	Queue
 	Reader
 	Targets
+	Deliveries
+	EmailConfigs
 
 	// InsertMetrics stores one poll's snapshot.
 	InsertMetrics(ctx context.Context, m *MetricSnapshot) error
@@ -58,8 +60,10 @@ type Queue interface {
 	// Release gives back a claim so that the anomaly is picked up at once.
 	Release(ctx context.Context, anomalyID, owner string) error
 	// SaveRCA stores the analysis (replacing any earlier one of the same
-	// anomaly), then marks the anomaly done or fallback and clears its lease.
-	SaveRCA(ctx context.Context, rca *RCA) error
+	// anomaly), creates the pending firing delivery of each channel (and its
+	// resolved one if the anomaly is already resolved), then marks the
+	// anomaly done or fallback and clears its lease.
+	SaveRCA(ctx context.Context, rca *RCA, channels []string) error
 	// CountPending counts anomalies whose analysis is not stored yet.
 	CountPending(ctx context.Context) (int64, error)
 }
@@ -69,6 +73,31 @@ type Targets interface {
 	ListTargets(ctx context.Context) ([]Target, error)   // sorted by name
 	PutTarget(ctx context.Context, t Target) error       // create or replace
 	DeleteTarget(ctx context.Context, name string) error // ErrNotFound if absent
+}
+
+// Deliveries is the durable queue of notifications. Resolving an episode
+// (Ingest) creates a pending resolved delivery for every channel that has a
+// firing delivery of it.
+type Deliveries interface {
+	// ClaimDelivery leases the pending delivery due first (NextAttemptAt <=
+	// now, lease expired). A resolved delivery is due only once its firing
+	// delivery on the same channel is no longer pending. ErrNotFound: none.
+	ClaimDelivery(ctx context.Context, owner string, now time.Time, lease time.Duration) (*Delivery, error)
+	// FinishDelivery records an attempt: Status, Attempts, LastError,
+	// NextAttemptAt, SentAt and Digest, and clears the lease.
+	FinishDelivery(ctx context.Context, d *Delivery) error
+	// DueDigests lists the deliveries of channel held for a digest whose
+	// time (NextAttemptAt) has come, oldest first.
+	DueDigests(ctx context.Context, channel string, now time.Time) ([]Delivery, error)
+	// ListDeliveries lists the deliveries of an anomaly.
+	ListDeliveries(ctx context.Context, anomalyID string) ([]Delivery, error)
+}
+
+// EmailConfigs holds the email settings that live in the store.
+type EmailConfigs interface {
+	// GetEmailConfig returns the configuration, and false if none was saved.
+	GetEmailConfig(ctx context.Context) (EmailConfig, bool, error)
+	PutEmailConfig(ctx context.Context, c EmailConfig) error
 }
 
 // Reader serves the REST API.

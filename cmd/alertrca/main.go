@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	llm := enrich.NewOllama(cfg.LLMURL, cfg.LLMModel)
-	pipeline := enrich.New(st, llm, nil, enrich.Config{
+	pipeline := enrich.New(st, llm, enrich.Config{
 		Concurrency: cfg.LLMConcurrency,
 		LLMTimeout:  cfg.LLMTimeout,
 		MaxPending:  cfg.QueueMaxPending,

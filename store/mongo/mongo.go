@@ -32,6 +32,7 @@ const (
 	collEmailConfig  = "email_config"
 	collChatSessions = "chat_sessions"
 	collClaims       = "claims" // work-queue claim tokens; see Claim
+	collDeliveries   = "deliveries"
 )
 
 // Store is the MongoDB store.
@@ -106,6 +107,11 @@ var indexes = map[string][]mongo.IndexModel{
 	},
 	collClaims: {
 		{Keys: bson.D{{Key: "claimed_at", Value: 1}}},
+	},
+	collDeliveries: {
+		{Keys: bson.D{{Key: "status", Value: 1}, {Key: "next_attempt_at", Value: 1}}},
+		{Keys: bson.D{{Key: "anomaly_id", Value: 1}, {Key: "channel", Value: 1}, {Key: "kind", Value: 1}}},
+		{Keys: bson.D{{Key: "channel", Value: 1}, {Key: "status", Value: 1}, {Key: "next_attempt_at", Value: 1}}},
 	},
 	collChatSessions: {
 		{Keys: bson.D{{Key: "updated_at", Value: -1}, {Key: "_id", Value: -1}}},
@@ -277,7 +283,7 @@ func (s *Store) resolve(ctx context.Context, a *store.Anomaly) (store.Outcome, e
 		return 0, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
 	}
 	if res.MatchedCount > 0 {
-		return store.OutcomeResolved, nil
+		return store.OutcomeResolved, s.queueResolved(ctx, a.ID, a.UpdatedAt)
 	}
 	known, err := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: a.ID}})
 	if err != nil {
@@ -286,14 +292,22 @@ func (s *Store) resolve(ctx context.Context, a *store.Anomaly) (store.Outcome, e
 	if known > 0 {
 		return store.OutcomeRepeat, nil
 	}
-	many, err := coll.UpdateMany(ctx, bson.D{
+	open, err := find[anomalyDoc](ctx, coll, bson.D{
 		{Key: "fingerprint", Value: a.Fingerprint}, {Key: "status", Value: store.StatusFiring},
 		{Key: "starts_at", Value: bson.D{{Key: "$lte", Value: end}}},
-	}, set)
+	}, bson.D{{Key: "_id", Value: 1}}, 0)
 	if err != nil {
-		return 0, fmt.Errorf("resolve episode of %s: %w", a.Fingerprint, err)
+		return 0, fmt.Errorf("find open episodes of %s: %w", a.Fingerprint, err)
 	}
-	if many.MatchedCount > 0 {
+	for _, o := range open {
+		if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.ID}}, set); err != nil {
+			return 0, fmt.Errorf("resolve anomaly %s: %w", o.ID, err)
+		}
+		if err := s.queueResolved(ctx, o.ID, a.UpdatedAt); err != nil {
+			return 0, err
+		}
+	}
+	if len(open) > 0 {
 		return store.OutcomeResolved, nil
 	}
 	// Already ended by another source (the poller saw it clear first).
@@ -363,7 +377,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 }
 
 type claimDoc struct {
-	ID        string `bson:"_id"` // "<anomaly id>/<attempt>"
+	ID        string `bson:"_id"` // "<claimed id>#<attempt>"
 	AnomalyID string `bson:"anomaly_id"`
 	Owner     string `bson:"owner"`
 	ClaimedAt int64  `bson:"claimed_at"`
@@ -376,7 +390,7 @@ type claimDoc struct {
 func (s *Store) takeToken(ctx context.Context, id string, attempts int, owner string, now time.Time, lease time.Duration) (int, error) {
 	claims := s.db.Collection(collClaims)
 	for attempt := attempts + 1; attempt <= attempts+10; attempt++ {
-		tok := claimDoc{ID: fmt.Sprintf("%s/%d", id, attempt), AnomalyID: id, Owner: owner, ClaimedAt: store.UnixNanos(now)}
+		tok := claimDoc{ID: fmt.Sprintf("%s#%d", id, attempt), AnomalyID: id, Owner: owner, ClaimedAt: store.UnixNanos(now)}
 		_, err := claims.InsertOne(ctx, tok)
 		if err == nil {
 			return attempt, nil
@@ -436,7 +450,7 @@ func (d rcaDoc) rca() store.RCA {
 // SaveRCA implements store.Queue: upsert the RCA, then mark the anomaly. If the
 // process dies between the two writes, the lease expires, the anomaly is
 // claimed again and the worker finds the stored RCA instead of calling the LLM.
-func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
+func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) error {
 	r.ID = r.AnomalyID
 	d := rcaDoc{
 		ID: r.ID, AnomalyID: r.AnomalyID, Fingerprint: r.Fingerprint, Summary: r.Summary,
@@ -447,6 +461,21 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
 	if _, err := s.db.Collection(collRCA).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d,
 		options.Replace().SetUpsert(true)); err != nil {
 		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
+	}
+	var an anomalyDoc
+	if err := s.db.Collection(collAnomalies).FindOne(ctx, bson.D{{Key: "_id", Value: r.AnomalyID}}).Decode(&an); err != nil {
+		return fmt.Errorf("read anomaly %s: %w", r.AnomalyID, err)
+	}
+	for _, ch := range channels {
+		kinds := []string{store.StatusFiring}
+		if an.Status == store.StatusResolved {
+			kinds = append(kinds, store.StatusResolved)
+		}
+		for _, kind := range kinds {
+			if err := s.insertDelivery(ctx, store.NewDelivery(r.AnomalyID, ch, kind, r.CreatedAt)); err != nil {
+				return err
+			}
+		}
 	}
 	status := store.RCADone
 	if r.Fallback {
@@ -648,6 +677,23 @@ func (s *Store) Retain(ctx context.Context, max int) (int64, error) {
 		}
 		total += res.DeletedCount
 	}
+	// Messages of deleted anomalies, once nothing is left to send: those older
+	// than the oldest anomaly kept (an anti-join would scan).
+	var oldest anomalyDoc
+	err := s.db.Collection(collAnomalies).FindOne(ctx, bson.D{},
+		options.FindOne().SetSort(bson.D{{Key: "detected_at", Value: 1}})).Decode(&oldest)
+	if err == nil {
+		res, err := s.db.Collection(collDeliveries).DeleteMany(ctx, bson.D{
+			{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{store.DeliverySent, store.DeliveryFailed}}}},
+			{Key: "created_at", Value: bson.D{{Key: "$lt", Value: oldest.DetectedAt}}},
+		})
+		if err != nil {
+			return total, fmt.Errorf("retention on %s: %w", collDeliveries, err)
+		}
+		total += res.DeletedCount
+	} else if !errors.Is(err, mongo.ErrNoDocuments) {
+		return total, fmt.Errorf("retention on %s: %w", collDeliveries, err)
+	}
 	// Claim tokens only matter while a lease can be alive; a day is far beyond any lease.
 	if _, err := s.db.Collection(collClaims).DeleteMany(ctx, bson.D{{Key: "claimed_at",
 		Value: bson.D{{Key: "$lt", Value: store.UnixNanos(time.Now().Add(-24 * time.Hour))}}}}); err != nil {
@@ -694,6 +740,196 @@ func (s *Store) DeleteTarget(ctx context.Context, name string) error {
 	}
 	if res.DeletedCount == 0 {
 		return store.ErrNotFound
+	}
+	return nil
+}
+
+type deliveryDoc struct {
+	ID            string `bson:"_id"`
+	AnomalyID     string `bson:"anomaly_id"`
+	Channel       string `bson:"channel"`
+	Kind          string `bson:"kind"`
+	Status        string `bson:"status"`
+	Attempts      int    `bson:"attempts"`
+	LastError     string `bson:"last_error"`
+	NextAttemptAt int64  `bson:"next_attempt_at"`
+	CreatedAt     int64  `bson:"created_at"`
+	SentAt        *int64 `bson:"sent_at"`
+	Digest        bool   `bson:"digest"`
+	ClaimSeq      int    `bson:"claim_seq"`
+	LeaseOwner    string `bson:"lease_owner"`
+	LeaseUntil    int64  `bson:"lease_until"`
+}
+
+func (d deliveryDoc) delivery() store.Delivery {
+	out := store.Delivery{
+		ID: d.ID, AnomalyID: d.AnomalyID, Channel: d.Channel, Kind: d.Kind, Status: d.Status, Attempts: d.Attempts,
+		LastError: d.LastError, NextAttemptAt: store.FromUnixNanos(d.NextAttemptAt), CreatedAt: store.FromUnixNanos(d.CreatedAt),
+		Digest: d.Digest, ClaimSeq: d.ClaimSeq, LeaseOwner: d.LeaseOwner,
+	}
+	if d.LeaseUntil != 0 {
+		out.LeaseUntil = store.FromUnixNanos(d.LeaseUntil)
+	}
+	if d.SentAt != nil {
+		t := store.FromUnixNanos(*d.SentAt)
+		out.SentAt = &t
+	}
+	return out
+}
+
+func (s *Store) insertDelivery(ctx context.Context, d store.Delivery) error {
+	doc := deliveryDoc{ID: d.ID, AnomalyID: d.AnomalyID, Channel: d.Channel, Kind: d.Kind, Status: d.Status,
+		NextAttemptAt: store.UnixNanos(d.NextAttemptAt), CreatedAt: store.UnixNanos(d.CreatedAt)}
+	if _, err := s.db.Collection(collDeliveries).InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("queue delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// queueResolved queues the resolved message of every channel that has the
+// firing message of anomaly id. It is a separate write from the resolve: a
+// crash between the two loses that resolved message (see README).
+func (s *Store) queueResolved(ctx context.Context, id string, now time.Time) error {
+	firing, err := find[deliveryDoc](ctx, s.db.Collection(collDeliveries),
+		bson.D{{Key: "anomaly_id", Value: id}, {Key: "kind", Value: store.StatusFiring}}, bson.D{{Key: "_id", Value: 1}}, 0)
+	if err != nil {
+		return fmt.Errorf("find messages of %s: %w", id, err)
+	}
+	for _, f := range firing {
+		if err := s.insertDelivery(ctx, store.NewDelivery(id, f.Channel, store.StatusResolved, now)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClaimDelivery implements store.Deliveries with the same claim tokens as Claim.
+func (s *Store) ClaimDelivery(ctx context.Context, owner string, now time.Time, lease time.Duration) (*store.Delivery, error) {
+	coll := s.db.Collection(collDeliveries)
+	for round := 0; round < 3; round++ {
+		candidates, err := find[deliveryDoc](ctx, coll, bson.D{
+			{Key: "status", Value: store.DeliveryPending},
+			{Key: "next_attempt_at", Value: bson.D{{Key: "$lte", Value: store.UnixNanos(now)}}},
+			{Key: "lease_until", Value: bson.D{{Key: "$lt", Value: store.UnixNanos(now)}}},
+		}, bson.D{{Key: "next_attempt_at", Value: 1}, {Key: "_id", Value: 1}}, 16)
+		if err != nil {
+			return nil, fmt.Errorf("find due deliveries: %w", err)
+		}
+		if len(candidates) == 0 {
+			return nil, store.ErrNotFound
+		}
+		for _, c := range candidates {
+			if c.Kind == store.StatusResolved {
+				waiting, err := coll.CountDocuments(ctx, bson.D{
+					{Key: "_id", Value: store.DeliveryID(c.AnomalyID, c.Channel, store.StatusFiring)},
+					{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{store.DeliveryPending, store.DeliveryDigest}}}},
+				})
+				if err != nil {
+					return nil, fmt.Errorf("check firing message of %s: %w", c.ID, err)
+				}
+				if waiting > 0 {
+					continue // the firing message goes first
+				}
+			}
+			seq, err := s.takeToken(ctx, "d:"+c.ID, c.ClaimSeq, owner, now, lease)
+			if err != nil {
+				return nil, err
+			}
+			if seq == 0 {
+				continue
+			}
+			res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "status", Value: store.DeliveryPending}},
+				bson.D{{Key: "$set", Value: bson.D{
+					{Key: "lease_owner", Value: owner}, {Key: "lease_until", Value: store.UnixNanos(now.Add(lease))},
+					{Key: "claim_seq", Value: seq},
+				}}})
+			if err != nil {
+				return nil, fmt.Errorf("lease delivery %s: %w", c.ID, err)
+			}
+			if res.MatchedCount == 0 {
+				continue
+			}
+			c.LeaseOwner, c.LeaseUntil, c.ClaimSeq = owner, store.UnixNanos(now.Add(lease)), seq
+			d := c.delivery()
+			return &d, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// FinishDelivery implements store.Deliveries.
+func (s *Store) FinishDelivery(ctx context.Context, d *store.Delivery) error {
+	var sent any
+	if d.SentAt != nil {
+		sent = store.UnixNanos(*d.SentAt)
+	}
+	if _, err := s.db.Collection(collDeliveries).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "status", Value: d.Status}, {Key: "attempts", Value: d.Attempts}, {Key: "last_error", Value: d.LastError},
+		{Key: "next_attempt_at", Value: store.UnixNanos(d.NextAttemptAt)}, {Key: "sent_at", Value: sent},
+		{Key: "digest", Value: d.Digest}, {Key: "lease_owner", Value: ""}, {Key: "lease_until", Value: int64(0)},
+	}}}); err != nil {
+		return fmt.Errorf("record delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// DueDigests implements store.Deliveries.
+func (s *Store) DueDigests(ctx context.Context, channel string, now time.Time) ([]store.Delivery, error) {
+	return s.listDeliveries(ctx, bson.D{
+		{Key: "channel", Value: channel}, {Key: "status", Value: store.DeliveryDigest},
+		{Key: "next_attempt_at", Value: bson.D{{Key: "$lte", Value: store.UnixNanos(now)}}},
+	}, bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}})
+}
+
+// ListDeliveries implements store.Deliveries.
+func (s *Store) ListDeliveries(ctx context.Context, anomalyID string) ([]store.Delivery, error) {
+	return s.listDeliveries(ctx, bson.D{{Key: "anomaly_id", Value: anomalyID}},
+		bson.D{{Key: "channel", Value: 1}, {Key: "kind", Value: 1}})
+}
+
+func (s *Store) listDeliveries(ctx context.Context, filter, sort bson.D) ([]store.Delivery, error) {
+	docs, err := find[deliveryDoc](ctx, s.db.Collection(collDeliveries), filter, sort, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	out := make([]store.Delivery, len(docs))
+	for i, d := range docs {
+		out[i] = d.delivery()
+	}
+	return out, nil
+}
+
+type emailConfigDoc struct {
+	ID         string   `bson:"_id"`
+	Enabled    bool     `bson:"enabled"`
+	Recipients []string `bson:"recipients"`
+}
+
+// GetEmailConfig implements store.EmailConfigs.
+func (s *Store) GetEmailConfig(ctx context.Context) (store.EmailConfig, bool, error) {
+	var d emailConfigDoc
+	err := s.db.Collection(collEmailConfig).FindOne(ctx, bson.D{{Key: "_id", Value: "default"}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.EmailConfig{Recipients: []string{}}, false, nil
+	}
+	if err != nil {
+		return store.EmailConfig{}, false, fmt.Errorf("read email config: %w", err)
+	}
+	if d.Recipients == nil {
+		d.Recipients = []string{}
+	}
+	return store.EmailConfig{Enabled: d.Enabled, Recipients: d.Recipients}, true, nil
+}
+
+// PutEmailConfig implements store.EmailConfigs.
+func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
+	if c.Recipients == nil {
+		c.Recipients = []string{}
+	}
+	d := emailConfigDoc{ID: "default", Enabled: c.Enabled, Recipients: c.Recipients}
+	if _, err := s.db.Collection(collEmailConfig).ReplaceOne(ctx, bson.D{{Key: "_id", Value: "default"}}, d,
+		options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
 }

@@ -144,6 +144,24 @@ CREATE TABLE IF NOT EXISTS chat_sessions (
 	doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (updated_at, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+	id TEXT PRIMARY KEY,
+	anomaly_id TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	kind TEXT NOT NULL,
+	status TEXT NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	next_attempt_at INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	sent_at INTEGER,
+	digest INTEGER NOT NULL DEFAULT 0,
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_anomaly ON deliveries (anomaly_id, channel, kind);
+CREATE INDEX IF NOT EXISTS deliveries_digest ON deliveries (channel, status, next_attempt_at);
 `
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -231,12 +249,11 @@ func fire(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, err
 // by another source). An unknown episode is stored as resolved.
 func resolve(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, error) {
 	end, now := store.UnixNanos(*a.EndsAt), store.UnixNanos(a.UpdatedAt)
-	res, err := tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=? WHERE id=? AND status=?`,
-		store.StatusResolved, end, now, a.ID, store.StatusFiring)
+	n, err := resolveWhere(ctx, tx, end, now, `id=? AND status=?`, a.ID, store.StatusFiring)
 	if err != nil {
 		return 0, fmt.Errorf("resolve anomaly %s: %w", a.ID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if n > 0 {
 		return store.OutcomeResolved, nil
 	}
 	var known int
@@ -246,13 +263,11 @@ func resolve(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, 
 	if known > 0 {
 		return store.OutcomeRepeat, nil
 	}
-	res, err = tx.ExecContext(ctx, `UPDATE anomalies SET status=?, ends_at=?, updated_at=?
-		WHERE fingerprint=? AND status=? AND starts_at<=?`,
-		store.StatusResolved, end, now, a.Fingerprint, store.StatusFiring, end)
+	n, err = resolveWhere(ctx, tx, end, now, `fingerprint=? AND status=? AND starts_at<=?`, a.Fingerprint, store.StatusFiring, end)
 	if err != nil {
 		return 0, fmt.Errorf("resolve episode of %s: %w", a.Fingerprint, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if n > 0 {
 		return store.OutcomeResolved, nil
 	}
 	// Already ended by another source (the poller saw it clear first).
@@ -268,6 +283,37 @@ func resolve(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (store.Outcome, 
 		return 0, err
 	}
 	return store.OutcomeResolved, nil
+}
+
+// resolveWhere marks the matching anomalies resolved and queues the resolved
+// message of every channel that has their firing message. It returns how many.
+func resolveWhere(ctx context.Context, tx *sql.Tx, end, now int64, where string, args ...any) (int, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE anomalies SET status='resolved', ends_at=?, updated_at=? WHERE `+where+` RETURNING id`,
+		append([]any{end, now}, args...)...)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, anomaly_id, channel, kind, status, next_attempt_at, created_at)
+			SELECT anomaly_id || '/' || channel || '/resolved', anomaly_id, channel, 'resolved', 'pending', ?, ?
+			FROM deliveries WHERE anomaly_id=? AND kind='firing' ON CONFLICT (id) DO NOTHING`, now, now, id); err != nil {
+			return 0, fmt.Errorf("queue resolved messages of %s: %w", id, err)
+		}
+	}
+	return len(ids), nil
 }
 
 func insertAnomaly(ctx context.Context, tx *sql.Tx, a *store.Anomaly) (bool, error) {
@@ -326,7 +372,7 @@ func (s *Store) Release(ctx context.Context, id, owner string) error {
 }
 
 // SaveRCA implements store.Queue.
-func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
+func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) error {
 	r.ID = r.AnomalyID
 	doc, err := json.Marshal(r)
 	if err != nil {
@@ -345,6 +391,21 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA) error {
 		ON CONFLICT (anomaly_id) DO UPDATE SET id=excluded.id, created_at=excluded.created_at, doc=excluded.doc`,
 		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc)); err != nil {
 		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
+	}
+	var anomalyStatus string
+	if err := tx.QueryRowContext(ctx, `SELECT status FROM anomalies WHERE id=?`, r.AnomalyID).Scan(&anomalyStatus); err != nil {
+		return fmt.Errorf("read anomaly %s: %w", r.AnomalyID, err)
+	}
+	for _, ch := range channels {
+		kinds := []string{store.StatusFiring}
+		if anomalyStatus == store.StatusResolved {
+			kinds = append(kinds, store.StatusResolved)
+		}
+		for _, kind := range kinds {
+			if err := insertDelivery(ctx, tx, store.NewDelivery(r.AnomalyID, ch, kind, r.CreatedAt)); err != nil {
+				return err
+			}
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE anomalies SET rca_status=?, lease_owner='', lease_until=0, updated_at=?
 		WHERE id=?`, status, store.UnixNanos(r.CreatedAt), r.AnomalyID); err != nil {
@@ -507,7 +568,14 @@ func (s *Store) Retain(ctx context.Context, max int) (int64, error) {
 		n, _ := res.RowsAffected()
 		total += n
 	}
-	return total, nil
+	// Messages of deleted anomalies, once nothing is left to send.
+	res, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE status IN ('sent', 'failed')
+		AND anomaly_id NOT IN (SELECT id FROM anomalies)`)
+	if err != nil {
+		return total, fmt.Errorf("retention: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return total + n, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -606,6 +674,125 @@ func (s *Store) DeleteTarget(ctx context.Context, name string) error {
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotFound
+	}
+	return nil
+}
+
+const deliveryCols = `id, anomaly_id, channel, kind, status, attempts, last_error, next_attempt_at, created_at,
+	sent_at, digest, lease_owner, lease_until`
+
+func insertDelivery(ctx context.Context, tx *sql.Tx, d store.Delivery) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, anomaly_id, channel, kind, status, next_attempt_at, created_at)
+		VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
+		d.ID, d.AnomalyID, d.Channel, d.Kind, d.Status, store.UnixNanos(d.NextAttemptAt), store.UnixNanos(d.CreatedAt)); err != nil {
+		return fmt.Errorf("queue delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func scanDelivery(sc scanner) (*store.Delivery, error) {
+	var d store.Delivery
+	var next, created, leaseUntil int64
+	var sent sql.NullInt64
+	if err := sc.Scan(&d.ID, &d.AnomalyID, &d.Channel, &d.Kind, &d.Status, &d.Attempts, &d.LastError, &next, &created,
+		&sent, &d.Digest, &d.LeaseOwner, &leaseUntil); err != nil {
+		return nil, err
+	}
+	d.NextAttemptAt, d.CreatedAt = store.FromUnixNanos(next), store.FromUnixNanos(created)
+	if leaseUntil != 0 {
+		d.LeaseUntil = store.FromUnixNanos(leaseUntil)
+	}
+	if sent.Valid {
+		t := store.FromUnixNanos(sent.Int64)
+		d.SentAt = &t
+	}
+	return &d, nil
+}
+
+// ClaimDelivery implements store.Deliveries.
+func (s *Store) ClaimDelivery(ctx context.Context, owner string, now time.Time, lease time.Duration) (*store.Delivery, error) {
+	d, err := scanDelivery(s.w.QueryRowContext(ctx, `UPDATE deliveries SET lease_owner=?, lease_until=? WHERE id = (
+		SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=? AND d.lease_until<?
+		AND (d.kind='firing' OR NOT EXISTS (SELECT 1 FROM deliveries f WHERE f.anomaly_id=d.anomaly_id
+			AND f.channel=d.channel AND f.kind='firing' AND f.status IN ('pending', 'digest')))
+		ORDER BY d.next_attempt_at, d.id LIMIT 1) RETURNING `+deliveryCols,
+		owner, store.UnixNanos(now.Add(lease)), store.UnixNanos(now), store.UnixNanos(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim delivery: %w", err)
+	}
+	return d, nil
+}
+
+// FinishDelivery implements store.Deliveries.
+func (s *Store) FinishDelivery(ctx context.Context, d *store.Delivery) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE deliveries SET status=?, attempts=?, last_error=?, next_attempt_at=?,
+		sent_at=?, digest=?, lease_owner='', lease_until=0 WHERE id=?`,
+		d.Status, d.Attempts, d.LastError, store.UnixNanos(d.NextAttemptAt), optNanos(d.SentAt), d.Digest, d.ID); err != nil {
+		return fmt.Errorf("record delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// DueDigests implements store.Deliveries.
+func (s *Store) DueDigests(ctx context.Context, channel string, now time.Time) ([]store.Delivery, error) {
+	return s.queryDeliveries(ctx, `SELECT `+deliveryCols+` FROM deliveries WHERE channel=? AND status=? AND next_attempt_at<=?
+		ORDER BY created_at, id`, channel, store.DeliveryDigest, store.UnixNanos(now))
+}
+
+// ListDeliveries implements store.Deliveries.
+func (s *Store) ListDeliveries(ctx context.Context, anomalyID string) ([]store.Delivery, error) {
+	return s.queryDeliveries(ctx, `SELECT `+deliveryCols+` FROM deliveries WHERE anomaly_id=? ORDER BY channel, kind`, anomalyID)
+}
+
+func (s *Store) queryDeliveries(ctx context.Context, q string, args ...any) ([]store.Delivery, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		out = append(out, *d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// GetEmailConfig implements store.EmailConfigs.
+func (s *Store) GetEmailConfig(ctx context.Context) (store.EmailConfig, bool, error) {
+	var c store.EmailConfig
+	var rcpts string
+	err := s.r.QueryRowContext(ctx, `SELECT enabled, recipients FROM email_config WHERE id='default'`).Scan(&c.Enabled, &rcpts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.EmailConfig{Recipients: []string{}}, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("read email config: %w", err)
+	}
+	if err := json.Unmarshal([]byte(rcpts), &c.Recipients); err != nil {
+		return c, false, fmt.Errorf("decode email recipients: %w", err)
+	}
+	return c, true, nil
+}
+
+// PutEmailConfig implements store.EmailConfigs.
+func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
+	if c.Recipients == nil {
+		c.Recipients = []string{}
+	}
+	rcpts, _ := json.Marshal(c.Recipients)
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO email_config (id, enabled, recipients) VALUES ('default', ?, ?)
+		ON CONFLICT (id) DO UPDATE SET enabled=excluded.enabled, recipients=excluded.recipients`, c.Enabled, string(rcpts)); err != nil {
+		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
 }

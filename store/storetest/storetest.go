@@ -44,6 +44,8 @@ func Run(t *testing.T, open Opener) {
 		{"Counts", testCounts},
 		{"NotFound", testNotFound},
 		{"Targets", testTargets},
+		{"DeliveriesQueue", testDeliveries},
+		{"EmailConfig", testEmailConfig},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,7 +302,7 @@ func testSaveRCA(t *testing.T, s store.Store) {
 		Simplified: "the disk is full", Cause: "logs", Fix: "rotate logs", Model: "m",
 		Evidence:  "disk_used{instance=\"a\"}: 10 points, last 99",
 		LatencyMS: 1234, PromptTokens: 10, CompletionTokens: 20, CreatedAt: base.Add(time.Hour)}
-	if err := s.SaveRCA(c, r); err != nil {
+	if err := s.SaveRCA(c, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.GetRCA(c, claimed.ID)
@@ -322,7 +324,7 @@ func testSaveRCA(t *testing.T, s store.Store) {
 	// Saving again (a retry after a crash) replaces, never duplicates.
 	r2 := want
 	r2.Summary, r2.Fallback = "second try", true
-	if err := s.SaveRCA(c, &r2); err != nil {
+	if err := s.SaveRCA(c, &r2, nil); err != nil {
 		t.Fatal(err)
 	}
 	rs, err := s.ListRCA(c, 10)
@@ -401,7 +403,7 @@ func testListRCA(t *testing.T, s store.Store) {
 	for i := 0; i < 5; i++ {
 		a := alert(i, store.StatusFiring, nil)
 		ingest(t, s, a)
-		if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, Summary: "s", CreatedAt: base.Add(time.Duration(i) * time.Second)}); err != nil {
+		if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, Summary: "s", CreatedAt: base.Add(time.Duration(i) * time.Second)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		want = append([]string{a.ID}, want...)
@@ -460,7 +462,7 @@ func testRetention(t *testing.T, s store.Store) {
 	ingest(t, s, as...)
 	// Analyse all but the oldest: that one is still pending and must survive.
 	for _, a := range as[1:] {
-		if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: a.DetectedAt}); err != nil {
+		if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: a.DetectedAt}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -497,7 +499,7 @@ func testCounts(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a, b := alert(1, store.StatusFiring, nil), alert(2, store.StatusFiring, nil)
 	ingest(t, s, a, b)
-	if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: base}); err != nil {
+	if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: base}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.InsertMetrics(c, &store.MetricSnapshot{TS: base}); err != nil {
@@ -638,5 +640,119 @@ func testTargets(t *testing.T, s store.Store) {
 	}
 	if ts, _ := s.ListTargets(c); len(ts) != 1 || ts[0].Name != "b" {
 		t.Fatalf("after delete: %+v", ts)
+	}
+}
+
+func testDeliveries(t *testing.T, s store.Store) {
+	c := ctx(t)
+	now := base.Add(time.Hour)
+	a := alert(1, store.StatusFiring, nil)
+	ingest(t, s, a)
+	if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: now}, []string{"slack", "email"}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.ListDeliveries(c, a.ID)
+	if err != nil || len(ds) != 2 || ds[0].Channel != "email" || ds[1].Kind != "firing" || ds[0].Status != store.DeliveryPending {
+		t.Fatalf("after SaveRCA: %+v, %v", ds, err)
+	}
+	// Saving again (a retry after a crash) creates nothing new.
+	if err := s.SaveRCA(c, &store.RCA{AnomalyID: a.ID, CreatedAt: now}, []string{"slack", "email"}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.ClaimDelivery(c, "w1", now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.ClaimDelivery(c, "w2", now, time.Minute)
+	if err != nil || second.ID == first.ID {
+		t.Fatalf("second claim: %+v, %v", second, err)
+	}
+	if _, err := s.ClaimDelivery(c, "w3", now, time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("third claim while both are leased: %v", err)
+	}
+	// email is sent; slack fails for now and is due again in a minute.
+	email, slack := first, second
+	if email.Channel != "email" {
+		email, slack = second, first
+	}
+	sent := now.Add(time.Second)
+	email.Status, email.Attempts, email.SentAt = store.DeliverySent, 1, &sent
+	slack.Attempts, slack.LastError, slack.NextAttemptAt = 1, "HTTP 500", now.Add(time.Minute)
+	for _, d := range []*store.Delivery{email, slack} {
+		if err := s.FinishDelivery(c, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The incident resolves: a resolved message per channel that had a firing one.
+	if out := ingest(t, s, alert(1, store.StatusResolved, nil)); out[0] != store.OutcomeResolved {
+		t.Fatalf("resolve: %v", out)
+	}
+	ds, _ = s.ListDeliveries(c, a.ID)
+	if len(ds) != 4 {
+		t.Fatalf("%d deliveries after resolve, want 4: %+v", len(ds), ds)
+	}
+	// Only email's resolved message is due: slack's firing message is still pending.
+	got, err := s.ClaimDelivery(c, "w1", now.Add(2*time.Second), time.Minute)
+	if err != nil || got.ID != store.DeliveryID(a.ID, "email", "resolved") {
+		t.Fatalf("claim after resolve: %+v, %v; want email's resolved message", got, err)
+	}
+	if _, err := s.ClaimDelivery(c, "w1", now.Add(3*time.Second), time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("slack's messages claimed before their time: %v", err)
+	}
+	got.Status, got.Attempts, got.SentAt = store.DeliverySent, 1, &sent
+	if err := s.FinishDelivery(c, got); err != nil {
+		t.Fatal(err)
+	}
+	retry, err := s.ClaimDelivery(c, "w1", now.Add(time.Minute), time.Minute)
+	if err != nil || retry.ID != slack.ID || retry.Attempts != 1 || retry.LastError != "HTTP 500" {
+		t.Fatalf("retry of slack's firing message: %+v, %v", retry, err)
+	}
+	// Held for a digest: not claimable, listed by DueDigests once due.
+	retry.Status, retry.NextAttemptAt = store.DeliveryDigest, now.Add(2*time.Minute)
+	if err := s.FinishDelivery(c, retry); err != nil {
+		t.Fatal(err)
+	}
+	if dd, _ := s.DueDigests(c, "slack", now.Add(time.Minute)); len(dd) != 0 {
+		t.Fatalf("digest due early: %+v", dd)
+	}
+	dd, err := s.DueDigests(c, "slack", now.Add(2*time.Minute))
+	if err != nil || len(dd) != 1 || dd[0].ID != slack.ID {
+		t.Fatalf("DueDigests: %+v, %v", dd, err)
+	}
+	if _, err := s.ClaimDelivery(c, "w1", now.Add(3*time.Minute), time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("resolved message claimed while its firing message waits for a digest: %v", err)
+	}
+
+	// An anomaly resolved before its analysis gets both messages at once.
+	b := alert(2, store.StatusFiring, nil)
+	ingest(t, s, b)
+	ingest(t, s, alert(2, store.StatusResolved, nil))
+	if err := s.SaveRCA(c, &store.RCA{AnomalyID: b.ID, CreatedAt: now}, []string{"slack"}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := s.ListDeliveries(c, b.ID); len(ds) != 2 || ds[0].Kind != "firing" || ds[1].Kind != "resolved" {
+		t.Fatalf("resolved before analysis: %+v", ds)
+	}
+}
+
+func testEmailConfig(t *testing.T, s store.Store) {
+	c := ctx(t)
+	got, ok, err := s.GetEmailConfig(c)
+	if err != nil || ok || got.Enabled || got.Recipients == nil {
+		t.Fatalf("empty: %+v %v %v", got, ok, err)
+	}
+	want := store.EmailConfig{Enabled: true, Recipients: []string{"a@example.com", "Ops <ops@example.com>"}}
+	if err := s.PutEmailConfig(c, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.GetEmailConfig(c); err != nil || !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip: %+v %v %v", got, ok, err)
+	}
+	want = store.EmailConfig{Enabled: false, Recipients: []string{}}
+	if err := s.PutEmailConfig(c, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.GetEmailConfig(c); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replace: %+v", got)
 	}
 }
