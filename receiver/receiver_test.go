@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/alertrca/alertrca/enrich"
+	"github.com/alertrca/alertrca/notify"
 	"github.com/alertrca/alertrca/receiver"
 	"github.com/alertrca/alertrca/store"
 	"github.com/alertrca/alertrca/store/sqlite"
@@ -38,6 +41,7 @@ type env struct {
 	srv   *httptest.Server
 	store *sqlite.Store
 	reg   *prometheus.Registry
+	slack *int32 // messages the fake Slack received
 }
 
 func newEnv(t *testing.T, cfg receiver.Config) *env {
@@ -51,10 +55,27 @@ func newEnv(t *testing.T, cfg receiver.Config) *env {
 	log := slog.New(slog.DiscardHandler)
 	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), enrich.Config{}, reg, log)
 	cfg.StoreKind = st.Kind()
-	s := receiver.New(p, st, cfg, reg, reg, log)
+	// Real notifiers: Slack against a fake incoming webhook, email against a
+	// port where no SMTP server listens.
+	var slackMsgs int32
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt32(&slackMsgs, 1)
+	}))
+	t.Cleanup(slack.Close)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	email := &notify.Email{Host: "127.0.0.1", Port: deadPort, From: "alertrca@example.com", TLS: "none", Timeout: 2 * time.Second,
+		Recipients: func(ctx context.Context) ([]string, error) {
+			ec, _, err := st.GetEmailConfig(ctx)
+			return ec.Recipients, err
+		}}
+	notes := enrich.NewDeliverer(st, []notify.Notifier{notify.NewSlack(slack.URL), email}, enrich.DeliverConfig{},
+		nil, reg, log)
+	s := receiver.New(p, st, notes, cfg, reg, reg, log)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, store: st, reg: reg}
+	return &env{srv: srv, store: st, reg: reg, slack: &slackMsgs}
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -411,5 +432,54 @@ func TestTargetsAPI(t *testing.T) {
 	stored, _ := e.store.ListTargets(context.Background())
 	if stored[0].Endpoint != "http://scraper:hunter2@prom-eu:9090" {
 		t.Fatalf("stored endpoint lost its credentials: %s", stored[0].Endpoint)
+	}
+}
+
+func TestAgentEndpoints(t *testing.T) {
+	off := newEnv(t, receiver.Config{})
+	if code, body := off.send(t, "PUT", "/agent/email-config", "", `{"enabled":true,"recipients":[]}`); code != 403 || !strings.Contains(body, "API_TOKEN") {
+		t.Fatalf("without API_TOKEN: %d %s", code, body)
+	}
+	e := newEnv(t, receiver.Config{APIToken: "api", SMTPConfigured: true, SlackEnabled: true, SlackConfigured: true})
+	var ec map[string]any
+	if e.get(t, "/agent/email-config", &ec); ec["enabled"] != false || ec["smtp_configured"] != true {
+		t.Fatalf("GET email-config: %v", ec)
+	}
+	for _, tc := range []struct {
+		auth, body string
+		code       int
+		want       string
+	}{
+		{"", `{"enabled":true,"recipients":["a@example.com"]}`, 401, "API_TOKEN"},
+		{"Bearer api", `{"enabled":true,"recipients":["a@example.com","not-an-address"]}`, 400, `recipient \"not-an-address\" is not an email address`},
+		{"Bearer api", `{"enabled":true}`, 400, "recipients"},
+		{"Bearer api", `{"enabled":true,"recipients":["a@example.com","Ops <ops@example.com>"]}`, 200, "ops@example.com"},
+	} {
+		code, body := e.send(t, "PUT", "/agent/email-config", tc.auth, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("PUT %s: %d %s, want %d with %s", tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	if got, ok, _ := e.store.GetEmailConfig(context.Background()); !ok || !got.Enabled || len(got.Recipients) != 2 {
+		t.Fatalf("stored email config: %+v", got)
+	}
+	// Slack: status never shows the URL; the test message goes out at once.
+	var st map[string]any
+	if e.get(t, "/agent/slack-status", &st); st["enabled"] != true || st["configured"] != true || len(st) != 2 {
+		t.Fatalf("slack-status: %v", st)
+	}
+	if code, body := e.send(t, "POST", "/agent/test-slack", "Bearer api", ""); code != 200 || atomic.LoadInt32(e.slack) != 1 {
+		t.Fatalf("test-slack: %d %s, %d messages", code, body, atomic.LoadInt32(e.slack))
+	}
+	// Email: the SMTP error comes back in the answer.
+	if code, body := e.send(t, "POST", "/agent/test-email", "Bearer api", ""); code != 502 || !strings.Contains(body, "email test failed") {
+		t.Fatalf("test-email with no SMTP server: %d %s", code, body)
+	}
+	if code, _ := e.send(t, "POST", "/agent/test-email", "", ""); code != 401 {
+		t.Fatalf("test-email without token: %d", code)
+	}
+	unconfigured := newEnv(t, receiver.Config{APIToken: "api"})
+	if code, body := unconfigured.send(t, "POST", "/agent/test-slack", "Bearer api", ""); code != 400 || !strings.Contains(body, "SLACK_WEBHOOK_URL") {
+		t.Fatalf("test-slack unconfigured: %d %s", code, body)
 	}
 }

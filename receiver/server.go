@@ -26,6 +26,8 @@ type Submitter interface {
 type Store interface {
 	store.Reader
 	store.Targets
+	store.EmailConfigs
+	ListDeliveries(ctx context.Context, anomalyID string) ([]store.Delivery, error)
 }
 
 // Config is what the HTTP surface needs to know.
@@ -35,7 +37,9 @@ type Config struct {
 	WebhookToken    string // empty: the webhook is open
 	APIToken        string // empty: writing endpoints are off
 	MaxBodyBytes    int64  // webhook body limit (default 10 MiB)
-	SlackEnabled    bool
+	SlackEnabled    bool   // SLACK_ENABLED
+	SlackConfigured bool   // SLACK_ENABLED and SLACK_WEBHOOK_URL
+	SMTPConfigured  bool   // SMTP_HOST
 	LangfuseEnabled bool
 }
 
@@ -43,6 +47,7 @@ type Config struct {
 type Server struct {
 	sub      Submitter
 	reads    Store
+	notes    Notifications
 	cfg      Config
 	log      *slog.Logger
 	gatherer prometheus.Gatherer
@@ -51,12 +56,12 @@ type Server struct {
 }
 
 // New builds the server; its metrics go on reg, /metrics serves gatherer.
-func New(sub Submitter, reads Store, cfg Config, reg prometheus.Registerer, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+func New(sub Submitter, reads Store, notes Notifications, cfg Config, reg prometheus.Registerer, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
 	s := &Server{
-		sub: sub, reads: reads, cfg: cfg, gatherer: gatherer,
+		sub: sub, reads: reads, notes: notes, cfg: cfg, gatherer: gatherer,
 		log: logger.With("component", "receiver"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertrca_http_requests_total",
@@ -86,6 +91,13 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/targets", s.listTargets)
 	r.PUT("/targets/:name", s.requireAPIToken, s.putTarget)
 	r.DELETE("/targets/:name", s.requireAPIToken, s.deleteTarget)
+	r.GET("/agent/email-config", s.getEmailConfig)
+	r.PUT("/agent/email-config", s.requireAPIToken, s.putEmailConfig)
+	r.POST("/agent/test-email", s.requireAPIToken, s.testChannel("email",
+		func() bool { return s.cfg.SMTPConfigured }, "set SMTP_HOST (and SMTP_USER, SMTP_PASSWORD, SMTP_FROM) and PUT /agent/email-config"))
+	r.GET("/agent/slack-status", s.slackStatus)
+	r.POST("/agent/test-slack", s.requireAPIToken, s.testChannel("slack",
+		func() bool { return s.cfg.SlackConfigured }, "set SLACK_ENABLED=true and SLACK_WEBHOOK_URL"))
 	r.GET("/-/healthy", func(c *gin.Context) { c.String(http.StatusOK, "OK\n") })
 	r.GET("/-/ready", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
@@ -207,7 +219,8 @@ func (s *Server) anomalies(c *gin.Context) {
 
 type anomalyWithRCA struct {
 	store.Anomaly
-	RCA *store.RCA `json:"rca"`
+	RCA        *store.RCA       `json:"rca"`
+	Deliveries []store.Delivery `json:"deliveries"`
 }
 
 func (s *Server) anomaly(c *gin.Context) {
@@ -225,7 +238,12 @@ func (s *Server) anomaly(c *gin.Context) {
 		s.storeFailed(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, anomalyWithRCA{Anomaly: *a, RCA: r})
+	ds, err := s.reads.ListDeliveries(c.Request.Context(), a.ID)
+	if err != nil {
+		s.storeFailed(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, anomalyWithRCA{Anomaly: *a, RCA: r, Deliveries: ds})
 }
 
 func (s *Server) rcas(c *gin.Context) {

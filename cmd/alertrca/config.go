@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"reflect"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/caarlos0/env/v10"
 	"github.com/joho/godotenv"
+
+	"github.com/alertrca/alertrca/enrich"
 )
 
 // Config is read from the environment and, if present, a .env file in the
@@ -45,16 +48,22 @@ type Config struct {
 	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" allowed:"a duration from 1s to 10m"`
 	LogLevel            string        `env:"LOG_LEVEL" envDefault:"info" allowed:"debug, info, warn or error"`
 
-	// Reserved for the notification and tracing features.
-	SMTPHost          string `env:"SMTP_HOST" allowed:"a host name"`
-	SMTPPort          int    `env:"SMTP_PORT" envDefault:"587" allowed:"a port from 1 to 65535"`
-	SMTPUser          string `env:"SMTP_USER" allowed:"a user name"`
-	SMTPPassword      string `env:"SMTP_PASSWORD" secret:"true" allowed:"any string"`
-	SlackEnabled      bool   `env:"SLACK_ENABLED" envDefault:"false" allowed:"true or false"`
-	SlackWebhookURL   string `env:"SLACK_WEBHOOK_URL" secret:"true" allowed:"an https URL of a Slack incoming webhook"`
-	LangfusePublicKey string `env:"LANGFUSE_PUBLIC_KEY" allowed:"a Langfuse public key"`
-	LangfuseSecretKey string `env:"LANGFUSE_SECRET_KEY" secret:"true" allowed:"a Langfuse secret key"`
-	LangfuseHost      string `env:"LANGFUSE_HOST" envDefault:"https://cloud.langfuse.com" allowed:"an http(s) URL"`
+	// Notifications.
+	SMTPHost           string `env:"SMTP_HOST" allowed:"a host name; empty turns email off"`
+	SMTPPort           int    `env:"SMTP_PORT" envDefault:"587" allowed:"a port from 1 to 65535"`
+	SMTPUser           string `env:"SMTP_USER" allowed:"a user name"`
+	SMTPPassword       string `env:"SMTP_PASSWORD" secret:"true" allowed:"any string"`
+	SMTPFrom           string `env:"SMTP_FROM" allowed:"an email address (default SMTP_USER); needed with SMTP_HOST"`
+	SMTPTLS            string `env:"SMTP_TLS" envDefault:"starttls" allowed:"starttls, tls or none"`
+	AlertEmails        string `env:"ALERT_EMAILS" allowed:"comma-separated email addresses"`
+	SlackEnabled       bool   `env:"SLACK_ENABLED" envDefault:"false" allowed:"true or false"`
+	SlackWebhookURL    string `env:"SLACK_WEBHOOK_URL" secret:"true" allowed:"an https URL of a Slack incoming webhook, set when SLACK_ENABLED=true"`
+	NotifyMaxPerMinute int    `env:"NOTIFY_MAX_PER_MINUTE" envDefault:"20" allowed:"a whole number from 1 to 10000"`
+	NotifyMinSeverity  string `env:"NOTIFY_MIN_SEVERITY" allowed:"empty (all) or one of info, warning, high, critical (and their usual synonyms)"`
+	PublicURL          string `env:"PUBLIC_URL" allowed:"empty or the http(s) URL where alertrca is reached, for links in messages"`
+	LangfusePublicKey  string `env:"LANGFUSE_PUBLIC_KEY" allowed:"a Langfuse public key"`
+	LangfuseSecretKey  string `env:"LANGFUSE_SECRET_KEY" secret:"true" allowed:"a Langfuse secret key"`
+	LangfuseHost       string `env:"LANGFUSE_HOST" envDefault:"https://cloud.langfuse.com" allowed:"an http(s) URL"`
 }
 
 // loadConfig reads .env (if dotenvPath exists) under environ, then parses and
@@ -122,7 +131,13 @@ func (c Config) validate(vars map[string]string) error {
 		{"ShutdownTimeout", c.ShutdownTimeout >= time.Second && c.ShutdownTimeout <= 10*time.Minute},
 		{"LogLevel", c.LogLevel == "debug" || c.LogLevel == "info" || c.LogLevel == "warn" || c.LogLevel == "error"},
 		{"SMTPPort", c.SMTPPort >= 1 && c.SMTPPort <= 65535},
-		{"SlackWebhookURL", c.SlackWebhookURL == "" || validHTTPURL(c.SlackWebhookURL)},
+		{"SMTPTLS", c.SMTPTLS == "starttls" || c.SMTPTLS == "tls" || c.SMTPTLS == "none"},
+		{"SMTPFrom", c.SMTPHost == "" || validAddress(c.smtpFrom())},
+		{"AlertEmails", validAddressList(c.AlertEmails)},
+		{"SlackWebhookURL", c.SlackWebhookURL == "" && !c.SlackEnabled || validHTTPURL(c.SlackWebhookURL)},
+		{"NotifyMaxPerMinute", c.NotifyMaxPerMinute >= 1 && c.NotifyMaxPerMinute <= 10000},
+		{"NotifyMinSeverity", enrich.ValidSeverity(c.NotifyMinSeverity)},
+		{"PublicURL", c.PublicURL == "" || validHTTPURL(c.PublicURL)},
 		{"LangfuseHost", validHTTPURL(c.LangfuseHost)},
 	}
 	for _, ch := range checks {
@@ -136,6 +151,39 @@ func (c Config) validate(vars map[string]string) error {
 func validHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// smtpFrom is SMTP_FROM, else SMTP_USER.
+func (c Config) smtpFrom() string {
+	if c.SMTPFrom != "" {
+		return c.SMTPFrom
+	}
+	return c.SMTPUser
+}
+
+func validAddress(s string) bool {
+	_, err := mail.ParseAddress(s)
+	return err == nil
+}
+
+// alertEmails splits ALERT_EMAILS.
+func (c Config) alertEmails() []string {
+	var out []string
+	for _, a := range strings.Split(c.AlertEmails, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func validAddressList(s string) bool {
+	for _, a := range (Config{AlertEmails: s}).alertEmails() {
+		if !validAddress(a) {
+			return false
+		}
+	}
+	return true
 }
 
 func validMongoURI(s string) bool {

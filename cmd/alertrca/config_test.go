@@ -42,6 +42,13 @@ func TestConfigBadValues(t *testing.T) {
 		{"LOG_LEVEL=loud", `LOG_LEVEL="loud": must be debug, info, warn or error`},
 		{"MONGO_DB=a.b", `MONGO_DB="a.b": must be a MongoDB database name`},
 		{"WEBHOOK_MAX_BODY_BYTES=10", `WEBHOOK_MAX_BODY_BYTES="10": must be a whole number of bytes`},
+		{"SMTP_TLS=ssl", `SMTP_TLS="ssl": must be starttls, tls or none`},
+		{"SMTP_HOST=mail.example.com", `SMTP_FROM="": must be an email address (default SMTP_USER); needed with SMTP_HOST`},
+		{"ALERT_EMAILS=a@example.com,nope", `ALERT_EMAILS="a@example.com,nope": must be comma-separated email addresses`},
+		{"SLACK_ENABLED=true", `SLACK_WEBHOOK_URL=<secret>: must be an https URL of a Slack incoming webhook, set when SLACK_ENABLED=true`},
+		{"NOTIFY_MIN_SEVERITY=loud", `NOTIFY_MIN_SEVERITY="loud": must be empty (all) or one of`},
+		{"NOTIFY_MAX_PER_MINUTE=0", `NOTIFY_MAX_PER_MINUTE="0": must be a whole number from 1 to 10000`},
+		{"PUBLIC_URL=alertrca:8000", `PUBLIC_URL="alertrca:8000": must be empty or the http(s) URL`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env, func(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/alertrca/alertrca/enrich"
+	"github.com/alertrca/alertrca/notify"
 	"github.com/alertrca/alertrca/receiver"
 	"github.com/alertrca/alertrca/rules"
 	"github.com/alertrca/alertrca/store"
@@ -104,6 +105,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	llm := enrich.NewOllama(cfg.LLMURL, cfg.LLMModel)
+	notifiers, err := setupNotifiers(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	deliverer := enrich.NewDeliverer(st, notifiers, enrich.DeliverConfig{
+		MaxPerMinute: cfg.NotifyMaxPerMinute, PublicURL: cfg.PublicURL,
+	}, nil, reg, log)
+	policy := enrich.ChannelPolicy{
+		Slack: deliverer.Configured("slack"), Email: deliverer.Configured("email"),
+		EmailConfig: st, MinSeverity: cfg.NotifyMinSeverity, Log: log,
+	}
 	pipeline := enrich.New(st, llm, enrich.Config{
 		Concurrency: cfg.LLMConcurrency,
 		LLMTimeout:  cfg.LLMTimeout,
@@ -111,11 +123,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		// A stop waits for in-flight analyses for part of the deadline, then releases them.
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
 		Evidence:      &enrich.PrometheusEvidence{DefaultURL: cfg.PromURL},
+		Channels:      policy.For,
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
-	api := receiver.New(pipeline, st, receiver.Config{
+	api := receiver.New(pipeline, st, deliverer, receiver.Config{
 		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken, APIToken: cfg.APIToken,
 		MaxBodyBytes: cfg.WebhookMaxBodyBytes, SlackEnabled: cfg.SlackEnabled,
+		SlackConfigured: policy.Slack, SMTPConfigured: policy.Email,
 		LangfuseEnabled: cfg.LangfusePublicKey != "" && cfg.LangfuseSecretKey != "",
 	}, reg, reg, log)
 
@@ -135,6 +149,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	defer stopWork()
 	var workers sync.WaitGroup
 	workers.Go(func() { _ = pipeline.Run(workCtx) })
+	workers.Go(func() { deliverer.Run(workCtx) })
 	workers.Go(func() {
 		store.RunRetention(workCtx, st, cfg.MaxDocs, time.Minute, log.With("component", "retention"))
 	})
@@ -190,6 +205,40 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	abs, _ := filepath.Abs(st.Path())
 	log.Info("store: embedded SQLite (WAL, synchronous=FULL); set MONGO_URI to use MongoDB", "file", abs)
 	return st, nil
+}
+
+// setupNotifiers builds the configured channels and seeds the email
+// recipients from ALERT_EMAILS when the store has no email configuration.
+func setupNotifiers(ctx context.Context, cfg Config, st store.Store, log *slog.Logger) ([]notify.Notifier, error) {
+	var out []notify.Notifier
+	if cfg.SlackEnabled {
+		out = append(out, notify.NewSlack(cfg.SlackWebhookURL))
+		log.Info("Slack notifications on")
+	}
+	if cfg.SMTPHost == "" {
+		log.Info("email notifications off: SMTP_HOST is not set")
+		return out, nil
+	}
+	out = append(out, &notify.Email{
+		Host: cfg.SMTPHost, Port: cfg.SMTPPort, User: cfg.SMTPUser, Password: cfg.SMTPPassword,
+		From: cfg.smtpFrom(), TLS: cfg.SMTPTLS,
+		Recipients: func(ctx context.Context) ([]string, error) {
+			ec, _, err := st.GetEmailConfig(ctx)
+			return ec.Recipients, err
+		},
+	})
+	_, saved, err := st.GetEmailConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the email configuration: %w", err)
+	}
+	if !saved && cfg.AlertEmails != "" {
+		if err := st.PutEmailConfig(ctx, store.EmailConfig{Enabled: true, Recipients: cfg.alertEmails()}); err != nil {
+			return nil, fmt.Errorf("seed the email configuration from ALERT_EMAILS: %w", err)
+		}
+		log.Info("email recipients seeded from ALERT_EMAILS", "recipients", len(cfg.alertEmails()))
+	}
+	log.Info("email notifications available; recipients and the switch: GET/PUT /agent/email-config", "smtp_host", cfg.SMTPHost)
+	return out, nil
 }
 
 // pollTargets polls the enabled targets of the store, or PROM_URL when there are none.

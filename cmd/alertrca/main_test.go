@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -260,5 +261,17 @@ func TestKillDuringAnalysis(t *testing.T) {
 	getJSON(t, s2.url+"/rca", &rcas)
 	if len(rcas) != 2 || rcas[0]["summary"] != "api-1 down" || rcas[0]["fallback"] != false {
 		t.Fatalf("RCAs after restart: %v", rcas)
+	}
+}
+
+func TestAlertEmailsSeedEmailConfig(t *testing.T) {
+	dead := freePort(t)
+	host, port, _ := strings.Cut(dead, ":")
+	s := start(t, t.TempDir(), "SMTP_HOST="+host, "SMTP_PORT="+port, "SMTP_FROM=alertrca@example.com",
+		"ALERT_EMAILS=oncall@example.com, sre@example.com", "LLM_URL=http://"+dead, "PROM_URL=http://"+dead)
+	var ec map[string]any
+	getJSON(t, s.url+"/agent/email-config", &ec)
+	if ec["enabled"] != true || fmt.Sprint(ec["recipients"]) != "[oncall@example.com sre@example.com]" || ec["smtp_configured"] != true {
+		t.Fatalf("email config: %v", ec)
 	}
 }
