@@ -1,13 +1,17 @@
 package enrich_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/alertrca/alertrca/enrich"
 	"github.com/alertrca/alertrca/notify"
+	"github.com/alertrca/alertrca/notify/notifytest"
 	"github.com/alertrca/alertrca/store"
 	"github.com/alertrca/alertrca/store/sqlite"
 )
@@ -56,22 +61,36 @@ func (f *fakeSlack) texts() []string {
 type notifyEnv struct {
 	*env
 	slack *fakeSlack
+	smtp  *notifytest.SMTPServer
 	d     *enrich.Deliverer
 }
 
 // newNotifyEnv is a pipeline whose anomalies notify Slack, and a deliverer.
-func newNotifyEnv(t *testing.T, dir string, now func() time.Time) *notifyEnv {
+func newNotifyEnv(t *testing.T, dir string, now func() time.Time, emailOn bool) *notifyEnv {
 	t.Helper()
 	fs := &fakeSlack{}
 	srv := httptest.NewServer(fs)
 	t.Cleanup(srv.Close)
-	policy := enrich.ChannelPolicy{Slack: true}
-	e := newEnvIn(t, dir, enrich.Config{Channels: policy.For}, answer(validRCA))
-	d := enrich.NewDeliverer(e.store, []notify.Notifier{notify.NewSlack(srv.URL)}, enrich.DeliverConfig{
+	smtpSrv := notifytest.StartSMTP(t)
+	host, port, _ := net.SplitHostPort(smtpSrv.Addr)
+	p, _ := strconv.Atoi(port)
+	e := newEnvIn(t, dir, enrich.Config{}, answer(validRCA))
+	email := &notify.Email{Host: host, Port: p, User: notifytest.User, Password: notifytest.Password,
+		From: "alertrca@example.com", TLSConfig: &tls.Config{RootCAs: smtpSrv.Pool},
+		Recipients: func(ctx context.Context) ([]string, error) {
+			ec, _, err := e.store.GetEmailConfig(ctx)
+			return ec.Recipients, err
+		}}
+	if err := e.store.PutEmailConfig(context.Background(), store.EmailConfig{Enabled: true, Recipients: []string{"oncall@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	policy := enrich.ChannelPolicy{Slack: true, Email: emailOn, EmailConfig: e.store}
+	e.p = enrich.New(e.store, enrich.NewOllama(e.llmURL, "test-model"), enrich.Config{Channels: policy.For, PollInterval: 50 * time.Millisecond}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	d := enrich.NewDeliverer(e.store, []notify.Notifier{notify.NewSlack(srv.URL), email}, enrich.DeliverConfig{
 		PollInterval: 20 * time.Millisecond, MaxPerMinute: 20,
 		Backoff: notify.Backoff{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond},
 	}, now, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	return &notifyEnv{env: e, slack: fs, d: d}
+	return &notifyEnv{env: e, slack: fs, smtp: smtpSrv, d: d}
 }
 
 func (n *notifyEnv) runDeliverer(t *testing.T) {
@@ -82,14 +101,14 @@ func (n *notifyEnv) runDeliverer(t *testing.T) {
 }
 
 func TestOneIncidentOneMessageThenResolved(t *testing.T) {
-	n := newNotifyEnv(t, t.TempDir(), nil)
+	n := newNotifyEnv(t, t.TempDir(), nil, true)
 	n.run(t)
 	n.runDeliverer(t)
 	a := firing()
 	for range 3 { // the same webhook three times
 		submit(t, n.p, a)
 	}
-	waitFor(t, "the firing message", func() bool { return len(n.slack.texts()) == 1 })
+	waitFor(t, "the firing message on both channels", func() bool { return len(n.slack.texts()) == 1 && len(n.smtp.Messages()) == 1 })
 	if got := n.slack.texts()[0]; !strings.HasPrefix(got, "[CRITICAL] InstanceDown on api-1:8080: api-1 is down") {
 		t.Fatalf("message %q", got)
 	}
@@ -97,22 +116,40 @@ func TestOneIncidentOneMessageThenResolved(t *testing.T) {
 	r.Status, r.EndsAt = store.StatusResolved, a.StartsAt.Add(time.Minute)
 	submit(t, n.p, r)
 	submit(t, n.p, r)
-	waitFor(t, "the resolved message", func() bool { return len(n.slack.texts()) == 2 })
+	waitFor(t, "the resolved message on both channels", func() bool { return len(n.slack.texts()) == 2 && len(n.smtp.Messages()) == 2 })
 	if got := n.slack.texts()[1]; !strings.HasPrefix(got, "[RESOLVED] InstanceDown") {
 		t.Fatalf("resolved message %q", got)
 	}
 	id := store.EpisodeID(a.Fingerprint, a.StartsAt)
-	ds, _ := n.store.ListDeliveries(context.Background(), id)
-	if len(ds) != 2 || ds[0].Status != store.DeliverySent || ds[1].Status != store.DeliverySent || ds[0].SentAt == nil {
-		t.Fatalf("deliveries %+v", ds)
+	var ds []store.Delivery
+	waitFor(t, "the four messages recorded as sent", func() bool {
+		ds, _ = n.store.ListDeliveries(context.Background(), id)
+		sent := 0
+		for _, d := range ds {
+			if d.Status == store.DeliverySent {
+				sent++
+			}
+		}
+		return sent == 4
+	})
+	if len(ds) != 4 {
+		t.Fatalf("deliveries %+v, want firing and resolved on two channels", ds)
 	}
-	if got := len(n.slack.texts()); got != 2 {
-		t.Fatalf("%d messages, want 2", got)
+	for _, d := range ds {
+		if d.Status != store.DeliverySent || d.SentAt == nil || d.Attempts != 1 {
+			t.Fatalf("delivery %+v", d)
+		}
+	}
+	if got := len(n.slack.texts()); got != 2 || len(n.smtp.Messages()) != 2 {
+		t.Fatalf("%d Slack messages and %d emails, want 2 and 2", got, len(n.smtp.Messages()))
+	}
+	if !bytes.Contains(n.smtp.Messages()[1].Data, []byte("Subject: [RESOLVED] InstanceDown on api-1:8080")) {
+		t.Fatalf("resolved email:\n%s", n.smtp.Messages()[1].Data)
 	}
 }
 
 func TestChannelDownThenUp(t *testing.T) {
-	n := newNotifyEnv(t, t.TempDir(), nil)
+	n := newNotifyEnv(t, t.TempDir(), nil, false)
 	n.slack.down.Store(true)
 	n.run(t)
 	n.runDeliverer(t)
@@ -135,7 +172,7 @@ func TestChannelDownThenUp(t *testing.T) {
 
 func TestRestartWithPendingDelivery(t *testing.T) {
 	dir := t.TempDir()
-	n := newNotifyEnv(t, dir, nil)
+	n := newNotifyEnv(t, dir, nil, false)
 	stop := n.run(t)
 	a := firing()
 	submit(t, n.p, a)
@@ -144,7 +181,7 @@ func TestRestartWithPendingDelivery(t *testing.T) {
 	stop()
 	_ = n.store.Close()
 
-	n2 := newNotifyEnv(t, dir, nil)
+	n2 := newNotifyEnv(t, dir, nil, false)
 	n2.runDeliverer(t)
 	waitFor(t, "the queued message after restart", func() bool { return len(n2.slack.texts()) == 1 })
 	ds, _ := n2.store.ListDeliveries(context.Background(), id)
@@ -157,7 +194,7 @@ func TestStormDigest(t *testing.T) {
 	clock := time.Date(2026, 11, 26, 12, 0, 5, 0, time.UTC)
 	var mu sync.Mutex
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	n := newNotifyEnv(t, t.TempDir(), now)
+	n := newNotifyEnv(t, t.TempDir(), now, false)
 	ctx := context.Background()
 	st := n.store
 	for i := range 50 {

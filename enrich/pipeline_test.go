@@ -57,11 +57,12 @@ func answer(text string) func(http.ResponseWriter, *http.Request) {
 const validRCA = `{"summary":"api-1 is down","simplified":"a server stopped","cause":"process crashed","fix":"restart it"}`
 
 type env struct {
-	p     *enrich.Pipeline
-	store *sqlite.Store
-	llm   *fakeOllama
-	reg   *prometheus.Registry
-	dir   string
+	p      *enrich.Pipeline
+	store  *sqlite.Store
+	llm    *fakeOllama
+	reg    *prometheus.Registry
+	dir    string
+	llmURL string
 }
 
 func newEnv(t *testing.T, cfg enrich.Config, replies ...func(http.ResponseWriter, *http.Request)) *env {
@@ -86,7 +87,7 @@ func newEnvIn(t *testing.T, dir string, cfg enrich.Config, replies ...func(http.
 	cfg.PollInterval = 50 * time.Millisecond
 	reg := prometheus.NewRegistry()
 	p := enrich.New(st, enrich.NewOllama(srv.URL, "test-model"), cfg, reg, slog.New(slog.DiscardHandler))
-	return &env{p: p, store: st, llm: fake, reg: reg, dir: dir}
+	return &env{p: p, store: st, llm: fake, reg: reg, dir: dir, llmURL: srv.URL}
 }
 
 // run starts the pipeline and returns a function that stops it and waits.
