@@ -7,28 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// alertmanagerBinary finds Debian's prometheus-alertmanager: skipped locally
-// when missing, a failure in CI (make test installs it as root).
-func alertmanagerBinary(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("prometheus-alertmanager not found; in CI, make test installs it")
-	}
-	t.Skip("prometheus-alertmanager not found; install with: sudo apt-get install -y prometheus-alertmanager (fails instead of skipping when CI=true)")
-	return ""
-}
 
 // startAlertmanager runs a real, unclustered Alertmanager that sends every
 // alert to webhookURL with a bearer token, and returns its URL.
@@ -56,22 +39,9 @@ receivers:
 		t.Fatal(err)
 	}
 	addr := freePort(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
-		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--cluster.listen-address=")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager %s logs:\n%s", addr, logs.String())
-		}
-	})
 	url := "http://" + addr
-	waitReady(t, "Alertmanager", url)
+	startProcess(t, "Alertmanager "+addr, url, bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
+		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--cluster.listen-address=")
 	return url
 }
 
@@ -101,21 +71,11 @@ func injectAlert(t *testing.T, amURL string, startsAt, endsAt time.Time) {
 // alert (the worst case of an HA setup whose gossip is down) give one
 // anomaly and one LLM call; their resolved notifications resolve it.
 func TestRealAlertmanagerHAPeers(t *testing.T) {
-	bin := alertmanagerBinary(t)
-	var llmCalls atomic.Int64
-	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/generate" {
-			http.NotFound(w, r)
-			return
-		}
-		llmCalls.Add(1)
-		_ = json.NewEncoder(w).Encode(map[string]any{"done": true,
-			"response": `{"summary":"disk full on db-1","simplified":"a disk is full","cause":"logs","fix":"rotate logs"}`})
-	}))
-	t.Cleanup(llm.Close)
+	bin := binary(t, "prometheus-alertmanager", "alertmanager")
+	llm, llmCalls := fakeLLM(t, `{"summary":"disk full on db-1","simplified":"a disk is full","cause":"logs","fix":"rotate logs"}`)
 
 	const token = "am-token"
-	s := start(t, t.TempDir(), "LLM_URL="+llm.URL, "PROM_URL="+llm.URL, "WEBHOOK_TOKEN="+token)
+	s := start(t, t.TempDir(), "LLM_URL="+llm, "PROM_URL="+llm, "WEBHOOK_TOKEN="+token)
 	var peers []string
 	for range 3 {
 		peers = append(peers, startAlertmanager(t, bin, s.url, token))
@@ -174,4 +134,20 @@ func metricValue(t *testing.T, base, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// fakeLLM is an Ollama /api/generate that always answers answer; it counts calls.
+func fakeLLM(t *testing.T, answer string) (string, *atomic.Int64) {
+	t.Helper()
+	calls := &atomic.Int64{}
+	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/generate" {
+			http.NotFound(w, r)
+			return
+		}
+		calls.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]any{"done": true, "response": answer})
+	}))
+	t.Cleanup(llm.Close)
+	return llm.URL, calls
 }

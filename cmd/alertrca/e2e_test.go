@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -78,17 +77,7 @@ func TestEndToEnd(t *testing.T) {
 	}))
 	t.Cleanup(exporter.Close)
 
-	var llmCalls atomic.Int64
-	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/generate" {
-			http.NotFound(w, r)
-			return
-		}
-		llmCalls.Add(1)
-		_ = json.NewEncoder(w).Encode(map[string]any{"done": true,
-			"response": `{"summary":"CPU saturated","simplified":"the machine is too busy","cause":"a runaway process","fix":"find and stop it"}`})
-	}))
-	t.Cleanup(llm.Close)
+	llm, llmCalls := fakeLLM(t, `{"summary":"CPU saturated","simplified":"the machine is too busy","cause":"a runaway process","fix":"find and stop it"}`)
 
 	// The rule file Prometheus evaluates, generated from the same definitions.
 	rulesPath := filepath.Join(dir, "rules.yml")
@@ -109,7 +98,7 @@ func TestEndToEnd(t *testing.T) {
 
 	const token = "e2e-token"
 	promAddr := freePort(t)
-	svc := start(t, t.TempDir(), "LLM_URL="+llm.URL, "WEBHOOK_TOKEN="+token, "MONITOR_INTERVAL=1",
+	svc := start(t, t.TempDir(), "LLM_URL="+llm, "WEBHOOK_TOKEN="+token, "MONITOR_INTERVAL=1",
 		"RULES_FILE="+rulesPath, "PROM_URL=http://"+promAddr)
 	amURL := startAlertmanager(t, amBin, svc.url, token)
 	promCfg := fmt.Sprintf(`global:
