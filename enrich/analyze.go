@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/alertrca/alertrca/store"
 )
@@ -27,14 +26,14 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 		var problem error
 		r, problem = toRCA(gen.Text)
 		if problem != nil {
-			p.m.llmCalls.WithLabelValues("invalid").Inc()
+			p.m.llmInvalid.Inc()
 			p.log.Warn("LLM answer invalid; asking for a repair", "anomaly", a.ID, "problem", problem)
 			gen, err = p.generate(ctx, repairPrompt(prompt, gen.Text, problem))
 			tokensIn, tokensOut = tokensIn+gen.PromptTokens, tokensOut+gen.CompletionTokens
 			if err == nil {
 				r, problem = toRCA(gen.Text)
 				if problem != nil {
-					p.m.llmCalls.WithLabelValues("invalid").Inc()
+					p.m.llmInvalid.Inc()
 					err = fmt.Errorf("answer invalid after one repair: %w", problem)
 				}
 			}
@@ -43,8 +42,6 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	if err != nil {
 		p.log.Warn("no usable LLM answer; storing a fallback analysis", "anomaly", a.ID, "err", err)
 		r = fallbackRCA(a, err)
-	} else {
-		p.m.llmCalls.WithLabelValues("ok").Inc()
 	}
 	r.AnomalyID, r.ID, r.Fingerprint, r.Evidence = a.ID, a.ID, a.Fingerprint, evidence
 	r.Model = p.llm.Model()
@@ -54,22 +51,13 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	return r
 }
 
-// generate makes one LLM call under LLMTimeout and counts it.
+// generate makes one LLM call under LLMTimeout.
 func (p *Pipeline) generate(ctx context.Context, prompt string) (Generation, error) {
 	callCtx, cancel := context.WithTimeout(ctx, p.cfg.LLMTimeout)
 	defer cancel()
-	start := time.Now()
 	gen, err := p.llm.Generate(callCtx, prompt, rcaSchema)
-	p.m.llmLatency.Observe(time.Since(start).Seconds())
-	p.m.llmTokens.WithLabelValues("prompt").Add(float64(gen.PromptTokens))
-	p.m.llmTokens.WithLabelValues("completion").Add(float64(gen.CompletionTokens))
-	switch {
-	case err == nil:
-	case errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
-		p.m.llmCalls.WithLabelValues("timeout").Inc()
+	if err != nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		err = fmt.Errorf("LLM call timed out after %s", p.cfg.LLMTimeout)
-	default:
-		p.m.llmCalls.WithLabelValues("error").Inc()
 	}
 	return gen, err
 }

@@ -9,9 +9,7 @@ type Metrics struct {
 	duplicates  *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
 	queueDepth  prometheus.Gauge
-	llmCalls    *prometheus.CounterVec
-	llmLatency  prometheus.Histogram
-	llmTokens   *prometheus.CounterVec
+	llmInvalid  prometheus.Counter
 	rcaStored   *prometheus.CounterVec
 	rcaFallback prometheus.Counter
 }
@@ -38,19 +36,10 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "alertrca_queue_depth",
 			Help: "Anomalies waiting for their analysis.",
 		}),
-		llmCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "alertrca_llm_calls_total",
-			Help: "LLM calls by outcome (ok, invalid, error, timeout).",
-		}, []string{"outcome"}),
-		llmLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "alertrca_llm_latency_seconds",
-			Help:    "Duration of LLM calls.",
-			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120},
+		llmInvalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alertrca_llm_invalid_answers_total",
+			Help: "RCA answers of the LLM that failed validation (each gets one repair request).",
 		}),
-		llmTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "alertrca_llm_tokens_total",
-			Help: "Tokens used by LLM calls, by kind (prompt, completion).",
-		}, []string{"kind"}),
 		rcaStored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertrca_rca_stored_total",
 			Help: "Root-cause analyses stored, by result (done, fallback).",
@@ -61,6 +50,6 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.received, m.stored, m.duplicates, m.rejected, m.queueDepth,
-		m.llmCalls, m.llmLatency, m.llmTokens, m.rcaStored, m.rcaFallback)
+		m.llmInvalid, m.rcaStored, m.rcaFallback)
 	return m
 }

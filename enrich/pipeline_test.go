@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -21,17 +20,20 @@ import (
 	"github.com/alertrca/alertrca/store/sqlite"
 )
 
-// fakeOllama answers /api/generate with the replies in order (the last one
-// repeats) and records every request.
+// fakeOllama is a fake LLM server of either API: it answers Ollama's
+// /api/generate and /api/chat and the OpenAI-compatible
+// /v1/chat/completions with the replies in order (the last one repeats), and
+// records every request.
 type fakeOllama struct {
 	mu       sync.Mutex
 	replies  []func(w http.ResponseWriter, r *http.Request)
 	requests []map[string]any
+	auths    []string
 	calls    atomic.Int64
 }
 
 func (f *fakeOllama) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/api/generate" || r.Method != http.MethodPost {
+	if (r.URL.Path != "/api/generate" && r.URL.Path != "/api/chat" && r.URL.Path != "/v1/chat/completions") || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
 	}
@@ -40,18 +42,56 @@ func (f *fakeOllama) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := f.calls.Add(1)
 	f.mu.Lock()
 	f.requests = append(f.requests, body)
+	f.auths = append(f.auths, r.Header.Get("Authorization"))
 	reply := f.replies[min(int(n)-1, len(f.replies)-1)]
 	f.mu.Unlock()
 	reply(w, r)
 }
 
+// answer replies text in the shape of the API asked (100 prompt and 20
+// completion tokens).
 func answer(text string) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"model": "test-model", "response": text, "done": true,
-			"prompt_eval_count": 100, "eval_count": 20,
-		})
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/chat/completions":
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": text}}},
+				"usage":   map[string]any{"prompt_tokens": 100, "completion_tokens": 20},
+			})
+		case "/api/chat":
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"model": "test-model", "message": map[string]any{"role": "assistant", "content": text}, "done": true,
+				"prompt_eval_count": 100, "eval_count": 20,
+			})
+		default:
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"model": "test-model", "response": text, "done": true,
+				"prompt_eval_count": 100, "eval_count": 20,
+			})
+		}
 	}
+}
+
+// failure replies an HTTP error with msg where each API puts it.
+func failure(code int, msg string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(code)
+		if r.URL.Path == "/v1/chat/completions" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": msg}})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": msg})
+	}
+}
+
+// backends are the LLM APIs every LLM test runs against.
+var backends = []string{"ollama", "openai"}
+
+func newLLM(api, url string) enrich.LLM {
+	if api == "openai" {
+		return enrich.NewOpenAI(url+"/v1", "test-model", "test-key")
+	}
+	return enrich.NewOllama(url, "test-model")
 }
 
 const validRCA = `{"summary":"api-1 is down","simplified":"a server stopped","cause":"process crashed","fix":"restart it"}`
@@ -73,6 +113,11 @@ func newEnv(t *testing.T, cfg enrich.Config, replies ...func(http.ResponseWriter
 
 func newEnvIn(t *testing.T, dir string, cfg enrich.Config, replies ...func(http.ResponseWriter, *http.Request)) *env {
 	t.Helper()
+	return newEnvAPI(t, dir, "ollama", cfg, replies...)
+}
+
+func newEnvAPI(t *testing.T, dir, api string, cfg enrich.Config, replies ...func(http.ResponseWriter, *http.Request)) *env {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +131,7 @@ func newEnvIn(t *testing.T, dir string, cfg enrich.Config, replies ...func(http.
 	}
 	cfg.PollInterval = 50 * time.Millisecond
 	reg := prometheus.NewRegistry()
-	p := enrich.New(st, enrich.NewOllama(srv.URL, "test-model"), cfg, reg, slog.New(slog.DiscardHandler))
+	p := enrich.New(st, enrich.Instrument(newLLM(api, srv.URL), reg), cfg, reg, slog.New(slog.DiscardHandler))
 	return &env{p: p, store: st, llm: fake, reg: reg, dir: dir, llmURL: srv.URL}
 }
 
@@ -149,88 +194,124 @@ func TestLLMAnswers(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	}
-	cases := []struct {
-		name      string
-		replies   []func(http.ResponseWriter, *http.Request)
-		calls     int64
-		fallback  bool
-		errSubstr string
-		summary   string
-	}{
+	cases := []llmCase{
 		{"valid", []func(http.ResponseWriter, *http.Request){answer(validRCA)}, 1, false, "", "api-1 is down"},
 		{"invalid then repaired", []func(http.ResponseWriter, *http.Request){answer(`{"summary": "x"`), answer(validRCA)}, 2, false, "", "api-1 is down"},
 		{"missing field then repaired", []func(http.ResponseWriter, *http.Request){answer(`{"summary":"x","simplified":"y","cause":"z"}`), answer(validRCA)}, 2, false, "", "api-1 is down"},
 		{"garbage twice", []func(http.ResponseWriter, *http.Request){answer("I think the server is down."), answer("still prose")}, 2, true, "after one repair", ""},
-		{"http 500", []func(http.ResponseWriter, *http.Request){func(w http.ResponseWriter, _ *http.Request) {
-			w.WriteHeader(500)
-			_, _ = io.WriteString(w, `{"error":"model crashed"}`)
-		}}, 1, true, "HTTP 500: model crashed", ""},
+		{"http 500", []func(http.ResponseWriter, *http.Request){failure(500, "model crashed")}, 1, true, "answered HTTP 500: model crashed", ""},
 		{"timeout", []func(http.ResponseWriter, *http.Request){slow}, 1, true, "timed out after 300ms", ""},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, enrich.Config{LLMTimeout: 300 * time.Millisecond}, tc.replies...)
-			e.run(t)
-			a := firing()
-			if res := submit(t, e.p, a); res.New != 1 {
-				t.Fatalf("Submit: %+v, want 1 new", res)
-			}
-			id := store.EpisodeID(a.Fingerprint, a.StartsAt)
-			r := waitRCA(t, e.store, id)
-			if got := e.llm.calls.Load(); got != tc.calls {
-				t.Errorf("LLM calls = %d, want %d", got, tc.calls)
-			}
-			if r.Fallback != tc.fallback || !strings.Contains(r.Error, tc.errSubstr) {
-				t.Errorf("fallback=%v error=%q, want fallback=%v error containing %q", r.Fallback, r.Error, tc.fallback, tc.errSubstr)
-			}
-			if tc.summary != "" && r.Summary != tc.summary {
-				t.Errorf("summary %q, want %q", r.Summary, tc.summary)
-			}
-			if r.Summary == "" || r.Simplified == "" || r.Cause == "" || r.Fix == "" {
-				t.Errorf("stored RCA has an empty field: %+v", r)
-			}
-			if r.Model != "test-model" || r.AnomalyID != id || r.Fingerprint != a.Fingerprint {
-				t.Errorf("RCA identity: %+v", r)
-			}
-			an, err := e.store.GetAnomaly(context.Background(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantStatus := store.RCADone
-			if tc.fallback {
-				wantStatus = store.RCAFallback
-			}
-			if an.RCAStatus != wantStatus {
-				t.Errorf("rca_status %s, want %s", an.RCAStatus, wantStatus)
-			}
-			if !tc.fallback && (r.PromptTokens != int(100*tc.calls) || r.CompletionTokens != int(20*tc.calls)) {
-				t.Errorf("tokens %d/%d, want %d/%d", r.PromptTokens, r.CompletionTokens, 100*tc.calls, 20*tc.calls)
-			}
-			e.llm.mu.Lock()
-			req := e.llm.requests[0]
-			e.llm.mu.Unlock()
-			format, _ := req["format"].(map[string]any)
-			required, _ := format["required"].([]any)
-			if req["stream"] != false || len(required) != 4 || req["model"] != "test-model" {
-				t.Errorf("request: stream=%v model=%v format=%v; want stream false and the 4-field schema", req["stream"], req["model"], req["format"])
-			}
-			prompt, _ := req["prompt"].(string)
-			if !strings.Contains(prompt, "<<<ALERT_DATA") || !strings.Contains(prompt, `"instance": "api-1:8080"`) || !strings.Contains(prompt, "Target down") {
-				t.Errorf("prompt lacks the fenced alert:\n%s", prompt)
-			}
-			wantFallbacks := 0.0
-			if tc.fallback {
-				wantFallbacks = 1
-			}
-			// The metric follows the store write: wait for it rather than race it.
-			waitFor(t, "the analysis metrics", func() bool {
-				return metric(t, e.reg, "alertrca_rca_stored_total") == 1
+	for _, api := range backends {
+		for _, tc := range cases {
+			t.Run(api+"/"+tc.name, func(t *testing.T) {
+				testLLMAnswer(t, api, tc)
 			})
-			if got := metric(t, e.reg, "alertrca_rca_fallbacks_total"); got != wantFallbacks {
-				t.Errorf("fallback metric %v, want %v", got, wantFallbacks)
-			}
-		})
+		}
 	}
+}
+
+// llmCase is one scripted LLM behaviour and what the pipeline must store.
+type llmCase struct {
+	name      string
+	replies   []func(http.ResponseWriter, *http.Request)
+	calls     int64
+	fallback  bool
+	errSubstr string
+	summary   string
+}
+
+func testLLMAnswer(t *testing.T, api string, tc llmCase) {
+	e := newEnvAPI(t, t.TempDir(), api, enrich.Config{LLMTimeout: 300 * time.Millisecond}, tc.replies...)
+	e.run(t)
+	a := firing()
+	if res := submit(t, e.p, a); res.New != 1 {
+		t.Fatalf("Submit: %+v, want 1 new", res)
+	}
+	id := store.EpisodeID(a.Fingerprint, a.StartsAt)
+	r := waitRCA(t, e.store, id)
+	if got := e.llm.calls.Load(); got != tc.calls {
+		t.Errorf("LLM calls = %d, want %d", got, tc.calls)
+	}
+	if r.Fallback != tc.fallback || !strings.Contains(r.Error, tc.errSubstr) {
+		t.Errorf("fallback=%v error=%q, want fallback=%v error containing %q", r.Fallback, r.Error, tc.fallback, tc.errSubstr)
+	}
+	if tc.summary != "" && r.Summary != tc.summary {
+		t.Errorf("summary %q, want %q", r.Summary, tc.summary)
+	}
+	if r.Summary == "" || r.Simplified == "" || r.Cause == "" || r.Fix == "" {
+		t.Errorf("stored RCA has an empty field: %+v", r)
+	}
+	if r.Model != "test-model" || r.AnomalyID != id || r.Fingerprint != a.Fingerprint {
+		t.Errorf("RCA identity: %+v", r)
+	}
+	an, err := e.store.GetAnomaly(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus := store.RCADone
+	if tc.fallback {
+		wantStatus = store.RCAFallback
+	}
+	if an.RCAStatus != wantStatus {
+		t.Errorf("rca_status %s, want %s", an.RCAStatus, wantStatus)
+	}
+	if !tc.fallback && (r.PromptTokens != int(100*tc.calls) || r.CompletionTokens != int(20*tc.calls)) {
+		t.Errorf("tokens %d/%d, want %d/%d", r.PromptTokens, r.CompletionTokens, 100*tc.calls, 20*tc.calls)
+	}
+	e.llm.mu.Lock()
+	req := e.llm.requests[0]
+	e.llm.mu.Unlock()
+	prompt := checkRCARequest(t, api, req)
+	if auth := e.llm.auths[0]; (api == "openai") != (auth == "Bearer test-key") {
+		t.Errorf("Authorization %q with the %s API", auth, api)
+	}
+	if !strings.Contains(prompt, "<<<ALERT_DATA") || !strings.Contains(prompt, `"instance": "api-1:8080"`) || !strings.Contains(prompt, "Target down") {
+		t.Errorf("prompt lacks the fenced alert:\n%s", prompt)
+	}
+	wantFallbacks := 0.0
+	if tc.fallback {
+		wantFallbacks = 1
+	}
+	// The metric follows the store write: wait for it rather than race it.
+	waitFor(t, "the analysis metrics", func() bool {
+		return metric(t, e.reg, "alertrca_rca_stored_total") == 1
+	})
+	if got := metric(t, e.reg, "alertrca_rca_fallbacks_total"); got != wantFallbacks {
+		t.Errorf("fallback metric %v, want %v", got, wantFallbacks)
+	}
+	if got := metric(t, e.reg, "alertrca_llm_calls_total"); got != float64(tc.calls) {
+		t.Errorf("LLM calls metric %v, want %v", got, tc.calls)
+	}
+}
+
+// checkRCARequest checks the request shape of each API and returns the prompt.
+func checkRCARequest(t *testing.T, api string, req map[string]any) string {
+	t.Helper()
+	if req["model"] != "test-model" {
+		t.Errorf("model %v", req["model"])
+	}
+	if api == "openai" {
+		rf, _ := req["response_format"].(map[string]any)
+		js, _ := rf["json_schema"].(map[string]any)
+		schema, _ := js["schema"].(map[string]any)
+		required, _ := schema["required"].([]any)
+		if rf["type"] != "json_schema" || js["strict"] != true || js["name"] != "rca" || len(required) != 4 || schema["additionalProperties"] != false {
+			t.Errorf("response_format %v; want a strict json_schema with the 4 fields", req["response_format"])
+		}
+		msgs, _ := req["messages"].([]any)
+		if len(msgs) != 1 {
+			t.Fatalf("messages %v", req["messages"])
+		}
+		return msgs[0].(map[string]any)["content"].(string)
+	}
+	format, _ := req["format"].(map[string]any)
+	required, _ := format["required"].([]any)
+	if req["stream"] != false || len(required) != 4 {
+		t.Errorf("request: stream=%v format=%v; want stream false and the 4-field schema", req["stream"], req["format"])
+	}
+	prompt, _ := req["prompt"].(string)
+	return prompt
 }
 
 // metric sums every series of a counter or gauge family in reg.

@@ -17,7 +17,7 @@ const PromptVersion = "1"
 var rcaSchema = json.RawMessage(`{"type":"object","properties":{` +
 	`"summary":{"type":"string"},"simplified":{"type":"string"},` +
 	`"cause":{"type":"string"},"fix":{"type":"string"}},` +
-	`"required":["summary","simplified","cause","fix"]}`)
+	`"required":["summary","simplified","cause","fix"],"additionalProperties":false}`)
 
 // The alert is untrusted: it is passed as indented JSON between two marker
 // lines. JSON strings cannot hold a raw newline, so no label or annotation can

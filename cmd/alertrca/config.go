@@ -29,7 +29,9 @@ type Config struct {
 	MongoDB    string `env:"MONGO_DB" envDefault:"observability" allowed:"a MongoDB database name: 1 to 63 characters, none of /\\. \"$"`
 	DataDir    string `env:"DATA_DIR" envDefault:"./data" allowed:"a directory for the embedded store"`
 
-	LLMURL         string        `env:"LLM_URL" envDefault:"http://localhost:11434" allowed:"an http(s) URL of an Ollama server"`
+	LLMAPI         string        `env:"LLM_API" envDefault:"ollama" allowed:"ollama or openai"`
+	LLMURL         string        `env:"LLM_URL" envDefault:"http://localhost:11434" allowed:"an http(s) URL of the LLM server"`
+	LLMAPIKey      string        `env:"LLM_API_KEY" secret:"true" allowed:"any string (sent as a bearer token)"`
 	LLMModel       string        `env:"LLM_MODEL" envDefault:"llama3.2" allowed:"a model name"`
 	LLMTimeout     time.Duration `env:"LLM_TIMEOUT" envDefault:"60s" allowed:"a duration from 1s to 10m, e.g. 60s or 2m"`
 	LLMConcurrency int           `env:"LLM_CONCURRENCY" envDefault:"2" allowed:"a whole number from 1 to 64"`
@@ -118,6 +120,7 @@ func (c Config) validate(vars map[string]string) error {
 		{"MongoURI", c.MongoURI == "" || validMongoURI(c.MongoURI)},
 		{"MongoDB", c.MongoDB != "" && len(c.MongoDB) < 64 && !strings.ContainsAny(c.MongoDB, "/\\. \"$")},
 		{"DataDir", c.DataDir != ""},
+		{"LLMAPI", c.LLMAPI == "ollama" || c.LLMAPI == "openai"},
 		{"LLMURL", validHTTPURL(c.LLMURL)},
 		{"LLMModel", strings.TrimSpace(c.LLMModel) != ""},
 		{"LLMTimeout", c.LLMTimeout >= time.Second && c.LLMTimeout <= 10*time.Minute},

@@ -104,7 +104,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	llm := enrich.NewOllama(cfg.LLMURL, cfg.LLMModel)
+	var backend enrich.LLM = enrich.NewOllama(cfg.LLMURL, cfg.LLMModel)
+	if cfg.LLMAPI == "openai" {
+		backend = enrich.NewOpenAI(cfg.LLMURL, cfg.LLMModel, cfg.LLMAPIKey)
+	}
+	llm := enrich.Instrument(backend, reg)
 	notifiers, err := setupNotifiers(ctx, cfg, st, log)
 	if err != nil {
 		return err
@@ -264,13 +268,17 @@ func pollTargets(st store.Targets, promURL string) rules.TargetsFunc {
 // probeDependencies says once, at start, what alertrca cannot reach. Nothing
 // waits for it: alerts are stored without the LLM and analysed by a fallback.
 func probeDependencies(ctx context.Context, cfg Config, log *slog.Logger) {
-	if err := probe(ctx, strings.TrimRight(cfg.LLMURL, "/")+"/api/tags"); err != nil {
+	llmProbe := strings.TrimRight(cfg.LLMURL, "/") + "/api/tags"
+	if cfg.LLMAPI == "openai" {
+		llmProbe = strings.TrimSuffix(strings.TrimRight(cfg.LLMURL, "/"), "/v1") + "/v1/models"
+	}
+	if err := probe(ctx, llmProbe, cfg.LLMAPIKey); err != nil {
 		log.Warn("LLM not reachable: alerts are still stored and get a fallback analysis until it answers",
-			"llm_url", cfg.LLMURL, "model", cfg.LLMModel, "err", err)
+			"llm_api", cfg.LLMAPI, "llm_url", cfg.LLMURL, "model", cfg.LLMModel, "err", err)
 	} else {
 		log.Info("LLM reachable", "llm_url", cfg.LLMURL, "model", cfg.LLMModel)
 	}
-	if err := probe(ctx, strings.TrimRight(cfg.PromURL, "/")+"/-/ready"); err != nil {
+	if err := probe(ctx, strings.TrimRight(cfg.PromURL, "/")+"/-/ready", ""); err != nil {
 		log.Warn("Prometheus not reachable: webhooks still work; the built-in poller needs it",
 			"prom_url", cfg.PromURL, "err", err)
 	} else {
@@ -278,13 +286,16 @@ func probeDependencies(ctx context.Context, cfg Config, log *slog.Logger) {
 	}
 }
 
-// probe GETs url and expects a 200 within 3 seconds.
-func probe(ctx context.Context, url string) error {
+// probe GETs url (with a bearer token if set) and expects a 200 within 3 seconds.
+func probe(ctx context.Context, url, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
