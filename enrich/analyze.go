@@ -2,6 +2,8 @@ package enrich
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -12,6 +14,10 @@ import (
 // not valid, else a fallback built from the alert. It never returns nil.
 func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	start := p.now()
+	key := CacheKey(p.llm.Model(), PromptVersion, a)
+	if r := p.cached(ctx, a, key); r != nil {
+		return r
+	}
 	evidence := ""
 	if p.cfg.Evidence != nil {
 		evidence = p.cfg.Evidence.Gather(ctx, a)
@@ -43,7 +49,7 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 		p.log.Warn("no usable LLM answer; storing a fallback analysis", "anomaly", a.ID, "err", err)
 		r = fallbackRCA(a, err)
 	}
-	r.AnomalyID, r.ID, r.Fingerprint, r.Evidence = a.ID, a.ID, a.Fingerprint, evidence
+	r.AnomalyID, r.ID, r.Fingerprint, r.Evidence, r.CacheKey = a.ID, a.ID, a.Fingerprint, evidence, key
 	r.Model = p.llm.Model()
 	r.PromptTokens, r.CompletionTokens = tokensIn, tokensOut
 	r.LatencyMS = p.now().Sub(start).Milliseconds()
@@ -68,4 +74,53 @@ func toRCA(text string) (*store.RCA, error) {
 		return nil, err
 	}
 	return &store.RCA{Summary: summary, Simplified: simplified, Cause: cause, Fix: fix}, nil
+}
+
+// cached reuses a recent analysis of an incident of the same kind, or
+// returns nil.
+func (p *Pipeline) cached(ctx context.Context, a *store.Anomaly, key string) *store.RCA {
+	if p.cfg.CacheTTL <= 0 {
+		return nil
+	}
+	src, err := p.store.FindCachedRCA(ctx, key, p.now().Add(-p.cfg.CacheTTL))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			p.log.Warn("RCA cache lookup failed; asking the LLM", "anomaly", a.ID, "err", err)
+		}
+		p.m.rcaCache.WithLabelValues("miss").Inc()
+		return nil
+	}
+	p.m.rcaCache.WithLabelValues("hit").Inc()
+	return &store.RCA{
+		ID: a.ID, AnomalyID: a.ID, Fingerprint: a.Fingerprint,
+		Summary: src.Summary, Simplified: src.Simplified, Cause: src.Cause, Fix: src.Fix,
+		Evidence: src.Evidence, Model: src.Model, CacheKey: key, Cached: true, SourceRCAID: src.ID,
+		CreatedAt: p.now().UTC(),
+	}
+}
+
+// instanceLabels are left out of the cache key: incidents that differ only
+// in where they happen are of the same kind.
+var instanceLabels = map[string]bool{
+	"instance": true, "exported_instance": true, "pod": true, "pod_name": true, "pod_ip": true,
+	"container": true, "container_id": true, "node": true, "nodename": true, "host": true, "hostname": true,
+	"ip": true, "address": true, "uid": true, "id": true, "device": true, "mountpoint": true,
+}
+
+// CacheKey identifies the kind of an incident for the RCA cache: the model,
+// the prompt version, the alert name, the severity and the labels but the
+// instance-like ones.
+func CacheKey(model, promptVersion string, a *store.Anomaly) string {
+	h := sha256.New()
+	for _, part := range []string{model, promptVersion, a.Name, a.Severity} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	for _, l := range store.ToPairs(a.Labels) {
+		if instanceLabels[l.Name] || l.Name == "alertname" || l.Name == "severity" {
+			continue
+		}
+		h.Write([]byte(l.Name + "\x00" + l.Value + "\x00"))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }

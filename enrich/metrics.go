@@ -10,6 +10,7 @@ type Metrics struct {
 	rejected    *prometheus.CounterVec
 	queueDepth  prometheus.Gauge
 	llmInvalid  prometheus.Counter
+	rcaCache    *prometheus.CounterVec
 	rcaStored   *prometheus.CounterVec
 	rcaFallback prometheus.Counter
 }
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "alertrca_llm_invalid_answers_total",
 			Help: "RCA answers of the LLM that failed validation (each gets one repair request).",
 		}),
+		rcaCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertrca_rca_cache_total",
+			Help: "RCA cache lookups by result (hit: an earlier analysis reused; miss: the LLM is asked).",
+		}, []string{"result"}),
 		rcaStored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertrca_rca_stored_total",
 			Help: "Root-cause analyses stored, by result (done, fallback).",
@@ -50,6 +55,6 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.received, m.stored, m.duplicates, m.rejected, m.queueDepth,
-		m.llmInvalid, m.rcaStored, m.rcaFallback)
+		m.llmInvalid, m.rcaCache, m.rcaStored, m.rcaFallback)
 	return m
 }

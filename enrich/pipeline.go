@@ -38,6 +38,9 @@ type Config struct {
 	ShutdownGrace time.Duration  // how long Run lets in-flight analyses finish on stop (default 10s)
 	Owner         string         // this replica's name in leases (default host-pid-random)
 	Evidence      EvidenceSource // metric context for the prompt (optional)
+	// CacheTTL: an incident of the same kind as one analysed within CacheTTL
+	// reuses that analysis instead of calling the LLM (0: no cache).
+	CacheTTL time.Duration
 	// Channels lists the notification channels of an anomaly; their messages
 	// are queued with its analysis (optional: none).
 	Channels func(ctx context.Context, a *store.Anomaly) []string

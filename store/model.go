@@ -143,8 +143,11 @@ type RCA struct {
 	Cause            string    `json:"cause"`
 	Fix              string    `json:"fix"`
 	Fallback         bool      `json:"fallback"`
-	Error            string    `json:"error,omitempty"`    // why the LLM answer was not used
-	Evidence         string    `json:"evidence,omitempty"` // metric context given to the model
+	Error            string    `json:"error,omitempty"`     // why the LLM answer was not used
+	Evidence         string    `json:"evidence,omitempty"`  // metric context given to the model
+	CacheKey         string    `json:"cache_key,omitempty"` // incidents of the same kind share it
+	Cached           bool      `json:"cached"`              // reused from SourceRCAID, no LLM call
+	SourceRCAID      string    `json:"source_rca_id,omitempty"`
 	Model            string    `json:"model"`
 	LatencyMS        int64     `json:"latency_ms"`
 	PromptTokens     int       `json:"prompt_tokens"`

@@ -66,6 +66,10 @@ type Queue interface {
 	SaveRCA(ctx context.Context, rca *RCA, channels []string) error
 	// CountPending counts anomalies whose analysis is not stored yet.
 	CountPending(ctx context.Context) (int64, error)
+	// FindCachedRCA returns the newest analysis with this cache key made by
+	// the LLM (not a fallback, not itself cached) at or after notBefore.
+	// ErrNotFound when there is none.
+	FindCachedRCA(ctx context.Context, key string, notBefore time.Time) (*RCA, error)
 }
 
 // Targets are the Prometheus servers the poller queries, by name.

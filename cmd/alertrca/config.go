@@ -35,6 +35,7 @@ type Config struct {
 	LLMModel       string        `env:"LLM_MODEL" envDefault:"llama3.2" allowed:"a model name"`
 	LLMTimeout     time.Duration `env:"LLM_TIMEOUT" envDefault:"60s" allowed:"a duration from 1s to 10m, e.g. 60s or 2m"`
 	LLMConcurrency int           `env:"LLM_CONCURRENCY" envDefault:"2" allowed:"a whole number from 1 to 64"`
+	RCACacheTTL    time.Duration `env:"RCA_CACHE_TTL" envDefault:"1h" allowed:"a duration from 0 (no cache) to 720h"`
 
 	MonitorInterval int     `env:"MONITOR_INTERVAL" envDefault:"30" allowed:"a whole number of seconds from 1 to 86400"`
 	ZThreshold      float64 `env:"Z_THRESHOLD" envDefault:"3.0" allowed:"a number greater than 0, e.g. 3.0"`
@@ -125,6 +126,7 @@ func (c Config) validate(vars map[string]string) error {
 		{"LLMModel", strings.TrimSpace(c.LLMModel) != ""},
 		{"LLMTimeout", c.LLMTimeout >= time.Second && c.LLMTimeout <= 10*time.Minute},
 		{"LLMConcurrency", c.LLMConcurrency >= 1 && c.LLMConcurrency <= 64},
+		{"RCACacheTTL", c.RCACacheTTL >= 0 && c.RCACacheTTL <= 720*time.Hour},
 		{"MonitorInterval", c.MonitorInterval >= 1 && c.MonitorInterval <= 86400},
 		{"ZThreshold", c.ZThreshold > 0 && c.ZThreshold < 1e9},
 		{"MaxDocs", c.MaxDocs >= 1 && c.MaxDocs <= 100_000_000},

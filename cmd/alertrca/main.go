@@ -128,6 +128,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
 		Evidence:      &enrich.PrometheusEvidence{DefaultURL: cfg.PromURL},
 		Channels:      policy.For,
+		CacheTTL:      cfg.RCACacheTTL,
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
 	api := receiver.New(pipeline, st, deliverer, receiver.Config{

@@ -98,6 +98,7 @@ var indexes = map[string][]mongo.IndexModel{
 	collRCA: {
 		{Keys: bson.D{{Key: "anomaly_id", Value: 1}}, Options: options.Index().SetUnique(true)},
 		{Keys: bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "cache_key", Value: 1}, {Key: "created_at", Value: -1}}},
 	},
 	collMetrics: {
 		{Keys: bson.D{{Key: "ts", Value: -1}, {Key: "_id", Value: -1}}},
@@ -431,6 +432,10 @@ type rcaDoc struct {
 	Fallback         bool   `bson:"fallback"`
 	Error            string `bson:"error"`
 	Evidence         string `bson:"evidence"`
+	CacheKey         string `bson:"cache_key"` // empty unless reusable (made by the LLM)
+	Key              string `bson:"key"`       // the incident kind, as computed
+	Cached           bool   `bson:"cached"`
+	SourceRCAID      string `bson:"source_rca_id"`
 	Model            string `bson:"model"`
 	LatencyMS        int64  `bson:"latency_ms"`
 	PromptTokens     int    `bson:"prompt_tokens"`
@@ -442,7 +447,7 @@ func (d rcaDoc) rca() store.RCA {
 	return store.RCA{
 		ID: d.ID, AnomalyID: d.AnomalyID, Fingerprint: d.Fingerprint, Summary: d.Summary,
 		Simplified: d.Simplified, Cause: d.Cause, Fix: d.Fix, Fallback: d.Fallback, Error: d.Error,
-		Evidence: d.Evidence, Model: d.Model, LatencyMS: d.LatencyMS, PromptTokens: d.PromptTokens,
+		Evidence: d.Evidence, CacheKey: d.Key, Cached: d.Cached, SourceRCAID: d.SourceRCAID, Model: d.Model, LatencyMS: d.LatencyMS, PromptTokens: d.PromptTokens,
 		CompletionTokens: d.CompletionTokens, CreatedAt: store.FromUnixNanos(d.CreatedAt),
 	}
 }
@@ -455,7 +460,7 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) er
 	d := rcaDoc{
 		ID: r.ID, AnomalyID: r.AnomalyID, Fingerprint: r.Fingerprint, Summary: r.Summary,
 		Simplified: r.Simplified, Cause: r.Cause, Fix: r.Fix, Fallback: r.Fallback, Error: r.Error,
-		Evidence: r.Evidence, Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
+		Evidence: r.Evidence, CacheKey: cacheable(r), Key: r.CacheKey, Cached: r.Cached, SourceRCAID: r.SourceRCAID, Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
 		CompletionTokens: r.CompletionTokens, CreatedAt: store.UnixNanos(r.CreatedAt),
 	}
 	if _, err := s.db.Collection(collRCA).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d,
@@ -932,4 +937,32 @@ func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
 		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
+}
+
+// cacheable is the cache key under which r may be reused: only analyses the
+// LLM made itself.
+func cacheable(r *store.RCA) string {
+	if r.Fallback || r.Cached {
+		return ""
+	}
+	return r.CacheKey
+}
+
+// FindCachedRCA implements store.Queue.
+func (s *Store) FindCachedRCA(ctx context.Context, key string, notBefore time.Time) (*store.RCA, error) {
+	if key == "" {
+		return nil, store.ErrNotFound
+	}
+	var d rcaDoc
+	err := s.db.Collection(collRCA).FindOne(ctx, bson.D{
+		{Key: "cache_key", Value: key}, {Key: "created_at", Value: bson.D{{Key: "$gte", Value: store.UnixNanos(notBefore)}}},
+	}, options.FindOne().SetSort(bson.D{{Key: "created_at", Value: -1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find cached rca: %w", err)
+	}
+	r := d.rca()
+	return &r, nil
 }

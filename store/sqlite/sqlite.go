@@ -168,15 +168,23 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema in %s: %w", s.path, err)
 	}
-	// Databases created before anomalies had sources get the column.
-	var has int
-	if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('anomalies') WHERE name='sources'`).Scan(&has); err != nil {
-		return fmt.Errorf("inspect schema of %s: %w", s.path, err)
-	}
-	if has == 0 {
-		if _, err := s.w.ExecContext(ctx, `ALTER TABLE anomalies ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'`); err != nil {
-			return fmt.Errorf("add sources column in %s: %w", s.path, err)
+	// Columns added after the first release.
+	for _, c := range []struct{ table, column, def string }{
+		{"anomalies", "sources", `TEXT NOT NULL DEFAULT '[]'`},
+		{"rca", "cache_key", `TEXT NOT NULL DEFAULT ''`},
+	} {
+		var has int
+		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name=?`, c.table, c.column).Scan(&has); err != nil {
+			return fmt.Errorf("inspect schema of %s: %w", s.path, err)
 		}
+		if has == 0 {
+			if _, err := s.w.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.def); err != nil {
+				return fmt.Errorf("add column %s.%s in %s: %w", c.table, c.column, s.path, err)
+			}
+		}
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS rca_cache ON rca (cache_key, created_at)`); err != nil {
+		return fmt.Errorf("create index in %s: %w", s.path, err)
 	}
 	return nil
 }
@@ -387,9 +395,10 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) er
 		return fmt.Errorf("begin save rca: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO rca (id, anomaly_id, created_at, doc) VALUES (?,?,?,?)
-		ON CONFLICT (anomaly_id) DO UPDATE SET id=excluded.id, created_at=excluded.created_at, doc=excluded.doc`,
-		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO rca (id, anomaly_id, created_at, doc, cache_key) VALUES (?,?,?,?,?)
+		ON CONFLICT (anomaly_id) DO UPDATE SET id=excluded.id, created_at=excluded.created_at, doc=excluded.doc,
+		cache_key=excluded.cache_key`,
+		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc), cacheable(r)); err != nil {
 		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
 	}
 	var anomalyStatus string
@@ -795,4 +804,34 @@ func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
 		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
+}
+
+// cacheable is the cache key under which r may be reused: only analyses the
+// LLM made itself.
+func cacheable(r *store.RCA) string {
+	if r.Fallback || r.Cached {
+		return ""
+	}
+	return r.CacheKey
+}
+
+// FindCachedRCA implements store.Queue.
+func (s *Store) FindCachedRCA(ctx context.Context, key string, notBefore time.Time) (*store.RCA, error) {
+	if key == "" {
+		return nil, store.ErrNotFound
+	}
+	var doc string
+	err := s.r.QueryRowContext(ctx, `SELECT doc FROM rca WHERE cache_key=? AND created_at>=? ORDER BY created_at DESC LIMIT 1`,
+		key, store.UnixNanos(notBefore)).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find cached rca: %w", err)
+	}
+	var r store.RCA
+	if err := json.Unmarshal([]byte(doc), &r); err != nil {
+		return nil, fmt.Errorf("decode cached rca: %w", err)
+	}
+	return &r, nil
 }

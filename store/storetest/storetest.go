@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"Targets", testTargets},
 		{"DeliveriesQueue", testDeliveries},
 		{"EmailConfig", testEmailConfig},
+		{"RCACache", testRCACache},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -754,5 +755,37 @@ func testEmailConfig(t *testing.T, s store.Store) {
 	}
 	if got, _, _ := s.GetEmailConfig(c); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replace: %+v", got)
+	}
+}
+
+func testRCACache(t *testing.T, s store.Store) {
+	c := ctx(t)
+	save := func(n int, r store.RCA) {
+		t.Helper()
+		a := alert(n, store.StatusFiring, nil)
+		ingest(t, s, a)
+		r.AnomalyID = a.ID
+		if err := s.SaveRCA(c, &r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(1, store.RCA{Summary: "old", CacheKey: "k", CreatedAt: base})
+	save(2, store.RCA{Summary: "newer", CacheKey: "k", CreatedAt: base.Add(time.Minute)})
+	save(3, store.RCA{Summary: "fallback", CacheKey: "k", Fallback: true, CreatedAt: base.Add(2 * time.Minute)})
+	save(4, store.RCA{Summary: "cached copy", CacheKey: "k", Cached: true, SourceRCAID: "x", CreatedAt: base.Add(3 * time.Minute)})
+	save(5, store.RCA{Summary: "other kind", CacheKey: "other", CreatedAt: base.Add(4 * time.Minute)})
+	got, err := s.FindCachedRCA(c, "k", base)
+	if err != nil || got.Summary != "newer" || got.CacheKey != "k" {
+		t.Fatalf("FindCachedRCA: %+v, %v; want the newest LLM-made analysis", got, err)
+	}
+	if _, err := s.FindCachedRCA(c, "k", base.Add(90*time.Second)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired entries found: %v", err)
+	}
+	if _, err := s.FindCachedRCA(c, "", base); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("empty key: %v", err)
+	}
+	copyRCA, err := s.GetRCA(c, alert(4, store.StatusFiring, nil).ID)
+	if err != nil || !copyRCA.Cached || copyRCA.SourceRCAID != "x" || copyRCA.CacheKey != "k" {
+		t.Fatalf("cached copy round trip: %+v, %v", copyRCA, err)
 	}
 }
