@@ -50,7 +50,8 @@ func benchServer(b *testing.B) (*Server, *sqlite.Store) {
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
 	p := enrich.New(st, enrich.NewOllama("http://127.0.0.1:1", "m"), enrich.Config{MaxPending: 1 << 40}, reg, log)
-	return New(p, st, nil, Config{StoreKind: st.Kind(), WebhookToken: "t"}, reg, reg, log), st
+	return New(Deps{Submitter: p, Store: st, Registerer: reg, Gatherer: reg, Logger: log},
+		Config{StoreKind: st.Kind(), WebhookToken: "t"}), st
 }
 
 // BenchmarkWebhookIngest: alerts per second durably accepted (stored with

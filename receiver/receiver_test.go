@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,6 +44,37 @@ type env struct {
 	store *sqlite.Store
 	reg   *prometheus.Registry
 	slack *int32 // messages the fake Slack received
+	chats *chatLLM
+}
+
+// chatLLM is a fake Ollama /api/chat that records the conversations it gets
+// and answers with how many messages it saw.
+type chatLLM struct {
+	mu    sync.Mutex
+	convs [][]map[string]string
+}
+
+func (f *chatLLM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Messages []map[string]string `json:"messages"`
+		Stream   bool                `json:"stream"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	if r.URL.Path != "/api/chat" || body.Stream {
+		http.Error(w, "want /api/chat with stream false", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.convs = append(f.convs, body.Messages)
+	f.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(map[string]any{"done": true, "prompt_eval_count": 50, "eval_count": 10,
+		"message": map[string]string{"role": "assistant", "content": fmt.Sprintf("saw %d messages", len(body.Messages))}})
+}
+
+func (f *chatLLM) last() []map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.convs[len(f.convs)-1]
 }
 
 func newEnv(t *testing.T, cfg receiver.Config) *env {
@@ -70,12 +103,17 @@ func newEnv(t *testing.T, cfg receiver.Config) *env {
 			ec, _, err := st.GetEmailConfig(ctx)
 			return ec.Recipients, err
 		}}
+	chats := &chatLLM{}
+	llm := httptest.NewServer(chats)
+	t.Cleanup(llm.Close)
+	chat := enrich.NewChat(st, enrich.NewOllama(llm.URL, "chat-model"), enrich.ChatConfig{MaxStored: 6, MaxSent: 4}, nil)
 	notes := enrich.NewDeliverer(st, []notify.Notifier{notify.NewSlack(slack.URL), email}, enrich.DeliverConfig{},
 		nil, reg, log)
-	s := receiver.New(p, st, notes, cfg, reg, reg, log)
+	s := receiver.New(receiver.Deps{Submitter: p, Store: st, Notifications: notes, Chat: chat,
+		Registerer: reg, Gatherer: reg, Logger: log}, cfg)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, store: st, reg: reg, slack: &slackMsgs}
+	return &env{srv: srv, store: st, reg: reg, slack: &slackMsgs, chats: chats}
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -481,5 +519,102 @@ func TestAgentEndpoints(t *testing.T) {
 	unconfigured := newEnv(t, receiver.Config{APIToken: "api"})
 	if code, body := unconfigured.send(t, "POST", "/agent/test-slack", "Bearer api", ""); code != 400 || !strings.Contains(body, "SLACK_WEBHOOK_URL") {
 		t.Fatalf("test-slack unconfigured: %d %s", code, body)
+	}
+}
+
+func (e *env) ask(t *testing.T, auth, body string) (int, map[string]any) {
+	t.Helper()
+	code, raw := e.send(t, "POST", "/api/chat", auth, body)
+	var out map[string]any
+	_ = json.Unmarshal([]byte(raw), &out)
+	return code, out
+}
+
+func TestChat(t *testing.T) {
+	e := newEnv(t, receiver.Config{})
+	code, out := e.ask(t, "", `{"message": "what does this CPU alert mean?", "context": {}, "session_id": null}`)
+	sid, _ := out["session_id"].(string)
+	if code != 200 || sid == "" || out["response"] != "saw 2 messages" {
+		t.Fatalf("new session: %d %v", code, out)
+	}
+	// A known id continues the session: its history goes to the model.
+	code, out = e.ask(t, "", `{"message": "which fix first?", "session_id": "`+sid+`"}`)
+	if code != 200 || out["session_id"] != sid || out["response"] != "saw 4 messages" {
+		t.Fatalf("continued: %d %v", code, out)
+	}
+	conv := e.chats.last()
+	if conv[0]["role"] != "system" || conv[1]["content"] != "what does this CPU alert mean?" || conv[2]["content"] != "saw 2 messages" || conv[3]["content"] != "which fix first?" {
+		t.Fatalf("conversation sent: %v", conv)
+	}
+	var session store.ChatSession
+	if code := e.get(t, "/api/chat/"+sid, &session); code != 200 || len(session.Messages) != 4 || session.PromptTokens != 100 || session.CompletionTokens != 20 {
+		t.Fatalf("GET session: %d %+v", code, session)
+	}
+	// History caps: 6 turns stored, 4 sent (oldest dropped first).
+	for i := range 3 {
+		e.ask(t, "", fmt.Sprintf(`{"message": "question %d", "session_id": %q}`, i, sid))
+	}
+	conv = e.chats.last()
+	if len(conv) != 6 || conv[1]["content"] != "question 0" || conv[5]["content"] != "question 2" {
+		t.Fatalf("sent history %v, want system + 4 latest turns + the question", conv)
+	}
+	e.get(t, "/api/chat/"+sid, &session)
+	if len(session.Messages) != 6 || session.Messages[0].Content != "question 0" {
+		t.Fatalf("stored history %+v, want the 6 latest turns", session.Messages)
+	}
+	if code, out := e.ask(t, "", `{"message": "hello?", "session_id": "nope"}`); code != 404 || !strings.Contains(out["error"].(string), "nope") {
+		t.Fatalf("unknown session: %d %v", code, out)
+	}
+	if code := e.get(t, "/api/chat/nope", nil); code != 404 {
+		t.Fatalf("GET unknown session: %d", code)
+	}
+	long := strings.Repeat("é", receiver.MaxChatChars+1)
+	if code, out := e.ask(t, "", `{"message": "`+long+`"}`); code != 400 || !strings.Contains(out["error"].(string), "4000") {
+		t.Fatalf("oversize: %d %v", code, out)
+	}
+	if code, _ := e.ask(t, "", `{"message": ""}`); code != 400 {
+		t.Fatalf("empty message: %d", code)
+	}
+	var stats store.Counts
+	if e.get(t, "/stats", &stats); stats.ChatSessions != 1 {
+		t.Fatalf("stats: %+v", stats)
+	}
+}
+
+func TestChatAboutAnIncident(t *testing.T) {
+	e := newEnv(t, receiver.Config{})
+	e.post(t, "", fixture(t, "prometheus-rule-instance-down.json"))
+	id := store.EpisodeID("e6ceb00c1d6a8ef1", time.Date(2026, 11, 26, 13, 42, 13, 568000000, time.UTC))
+	if err := e.store.SaveRCA(context.Background(), &store.RCA{AnomalyID: id, Summary: "target 127.0.0.1:1 down",
+		Cause: "nothing listens on port 1", Fix: "start it", Evidence: "up: 3 points, last 0", CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, out := e.ask(t, "", `{"message": "what now?", "context": {"anomaly_id": "`+id+`"}}`)
+	if code != 200 {
+		t.Fatalf("%d %v", code, out)
+	}
+	system := e.chats.last()[0]["content"]
+	for _, want := range []string{"<<<ALERT_DATA", `"instance": "127.0.0.1:1"`, "nothing listens on port 1", "up: 3 points, last 0"} {
+		if !strings.Contains(system, want) {
+			t.Errorf("system prompt lacks %q:\n%s", want, system)
+		}
+	}
+	// The session remembers its incident.
+	e.ask(t, "", fmt.Sprintf(`{"message": "and then?", "session_id": %q}`, out["session_id"]))
+	if !strings.Contains(e.chats.last()[0]["content"], "nothing listens on port 1") {
+		t.Error("the incident was not given to the model on the next turn")
+	}
+	if code, out := e.ask(t, "", `{"message": "?", "context": {"anomaly_id": "nope"}}`); code != 404 || !strings.Contains(out["error"].(string), "nope") {
+		t.Fatalf("unknown anomaly: %d %v", code, out)
+	}
+}
+
+func TestChatNeedsAPITokenWhenSet(t *testing.T) {
+	e := newEnv(t, receiver.Config{APIToken: "api"})
+	if code, _ := e.ask(t, "", `{"message": "hi"}`); code != 401 {
+		t.Fatalf("without token: %d", code)
+	}
+	if code, _ := e.ask(t, "Bearer api", `{"message": "hi"}`); code != 200 {
+		t.Fatalf("with token: %d", code)
 	}
 }

@@ -43,11 +43,23 @@ type Config struct {
 	LangfuseEnabled bool
 }
 
+// Deps are the parts the HTTP surface talks to.
+type Deps struct {
+	Submitter     Submitter
+	Store         Store
+	Notifications Notifications
+	Chat          Chatter
+	Registerer    prometheus.Registerer // for the HTTP metrics
+	Gatherer      prometheus.Gatherer   // served at /metrics
+	Logger        *slog.Logger
+}
+
 // Server holds the handlers' dependencies.
 type Server struct {
 	sub      Submitter
 	reads    Store
 	notes    Notifications
+	chatter  Chatter
 	cfg      Config
 	log      *slog.Logger
 	gatherer prometheus.Gatherer
@@ -55,14 +67,14 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 }
 
-// New builds the server; its metrics go on reg, /metrics serves gatherer.
-func New(sub Submitter, reads Store, notes Notifications, cfg Config, reg prometheus.Registerer, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+// New builds the server.
+func New(d Deps, cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
 	s := &Server{
-		sub: sub, reads: reads, notes: notes, cfg: cfg, gatherer: gatherer,
-		log: logger.With("component", "receiver"),
+		sub: d.Submitter, reads: d.Store, notes: d.Notifications, chatter: d.Chat, cfg: cfg, gatherer: d.Gatherer,
+		log: d.Logger.With("component", "receiver"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertrca_http_requests_total",
 			Help: "HTTP requests by route, method and status code.",
@@ -73,7 +85,7 @@ func New(sub Submitter, reads Store, notes Notifications, cfg Config, reg promet
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method", "code"}),
 	}
-	reg.MustRegister(s.requests, s.latency)
+	d.Registerer.MustRegister(s.requests, s.latency)
 	return s
 }
 
@@ -96,6 +108,8 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/agent/test-email", s.requireAPIToken, s.testChannel("email",
 		func() bool { return s.cfg.SMTPConfigured }, "set SMTP_HOST (and SMTP_USER, SMTP_PASSWORD, SMTP_FROM) and PUT /agent/email-config"))
 	r.GET("/agent/slack-status", s.slackStatus)
+	r.POST("/api/chat", s.chatAuth, s.chat)
+	r.GET("/api/chat/:session_id", s.chatAuth, s.chatSession)
 	r.POST("/agent/test-slack", s.requireAPIToken, s.testChannel("slack",
 		func() bool { return s.cfg.SlackConfigured }, "set SLACK_ENABLED=true and SLACK_WEBHOOK_URL"))
 	r.GET("/-/healthy", func(c *gin.Context) { c.String(http.StatusOK, "OK\n") })

@@ -386,3 +386,21 @@ type EmailConfig struct {
 	Enabled    bool     `json:"enabled"`
 	Recipients []string `json:"recipients"`
 }
+
+// ChatTurn is one message of a chat session.
+type ChatTurn struct {
+	Role    string    `json:"role"` // "user" or "assistant"
+	Content string    `json:"content"`
+	At      time.Time `json:"at"`
+}
+
+// ChatSession is a conversation about incidents (chat_sessions).
+type ChatSession struct {
+	ID               string     `json:"id"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+	Messages         []ChatTurn `json:"messages"`
+	PromptTokens     int        `json:"prompt_tokens"`
+	CompletionTokens int        `json:"completion_tokens"`
+	AnomalyID        string     `json:"anomaly_id,omitempty"`
+}

@@ -20,6 +20,7 @@ type Store interface {
 	Targets
 	Deliveries
 	EmailConfigs
+	ChatSessions
 
 	// InsertMetrics stores one poll's snapshot.
 	InsertMetrics(ctx context.Context, m *MetricSnapshot) error
@@ -95,6 +96,12 @@ type Deliveries interface {
 	DueDigests(ctx context.Context, channel string, now time.Time) ([]Delivery, error)
 	// ListDeliveries lists the deliveries of an anomaly.
 	ListDeliveries(ctx context.Context, anomalyID string) ([]Delivery, error)
+}
+
+// ChatSessions stores chat conversations.
+type ChatSessions interface {
+	GetChatSession(ctx context.Context, id string) (*ChatSession, error) // ErrNotFound if unknown
+	PutChatSession(ctx context.Context, s *ChatSession) error            // create or replace
 }
 
 // EmailConfigs holds the email settings that live in the store.

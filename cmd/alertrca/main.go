@@ -131,12 +131,16 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		CacheTTL:      cfg.RCACacheTTL,
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
-	api := receiver.New(pipeline, st, deliverer, receiver.Config{
+	chat := enrich.NewChat(st, llm, enrich.ChatConfig{Timeout: cfg.LLMTimeout}, nil)
+	api := receiver.New(receiver.Deps{
+		Submitter: pipeline, Store: st, Notifications: deliverer, Chat: chat,
+		Registerer: reg, Gatherer: reg, Logger: log,
+	}, receiver.Config{
 		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken, APIToken: cfg.APIToken,
 		MaxBodyBytes: cfg.WebhookMaxBodyBytes, SlackEnabled: cfg.SlackEnabled,
 		SlackConfigured: policy.Slack, SMTPConfigured: policy.Email,
 		LangfuseEnabled: cfg.LangfusePublicKey != "" && cfg.LangfuseSecretKey != "",
-	}, reg, reg, log)
+	})
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

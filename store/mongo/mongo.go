@@ -966,3 +966,51 @@ func (s *Store) FindCachedRCA(ctx context.Context, key string, notBefore time.Ti
 	r := d.rca()
 	return &r, nil
 }
+
+type chatTurnDoc struct {
+	Role    string `bson:"role"`
+	Content string `bson:"content"`
+	At      int64  `bson:"at"`
+}
+
+type chatSessionDoc struct {
+	ID               string        `bson:"_id"`
+	CreatedAt        int64         `bson:"created_at"`
+	UpdatedAt        int64         `bson:"updated_at"`
+	Messages         []chatTurnDoc `bson:"messages"`
+	PromptTokens     int           `bson:"prompt_tokens"`
+	CompletionTokens int           `bson:"completion_tokens"`
+	AnomalyID        string        `bson:"anomaly_id"`
+}
+
+// GetChatSession implements store.ChatSessions.
+func (s *Store) GetChatSession(ctx context.Context, id string) (*store.ChatSession, error) {
+	var d chatSessionDoc
+	err := s.db.Collection(collChatSessions).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get chat session %s: %w", id, err)
+	}
+	cs := &store.ChatSession{ID: d.ID, CreatedAt: store.FromUnixNanos(d.CreatedAt), UpdatedAt: store.FromUnixNanos(d.UpdatedAt),
+		PromptTokens: d.PromptTokens, CompletionTokens: d.CompletionTokens, AnomalyID: d.AnomalyID, Messages: []store.ChatTurn{}}
+	for _, m := range d.Messages {
+		cs.Messages = append(cs.Messages, store.ChatTurn{Role: m.Role, Content: m.Content, At: store.FromUnixNanos(m.At)})
+	}
+	return cs, nil
+}
+
+// PutChatSession implements store.ChatSessions.
+func (s *Store) PutChatSession(ctx context.Context, cs *store.ChatSession) error {
+	d := chatSessionDoc{ID: cs.ID, CreatedAt: store.UnixNanos(cs.CreatedAt), UpdatedAt: store.UnixNanos(cs.UpdatedAt),
+		PromptTokens: cs.PromptTokens, CompletionTokens: cs.CompletionTokens, AnomalyID: cs.AnomalyID, Messages: []chatTurnDoc{}}
+	for _, m := range cs.Messages {
+		d.Messages = append(d.Messages, chatTurnDoc{Role: m.Role, Content: m.Content, At: store.UnixNanos(m.At)})
+	}
+	if _, err := s.db.Collection(collChatSessions).ReplaceOne(ctx, bson.D{{Key: "_id", Value: cs.ID}}, d,
+		options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("save chat session %s: %w", cs.ID, err)
+	}
+	return nil
+}

@@ -835,3 +835,34 @@ func (s *Store) FindCachedRCA(ctx context.Context, key string, notBefore time.Ti
 	}
 	return &r, nil
 }
+
+// GetChatSession implements store.ChatSessions.
+func (s *Store) GetChatSession(ctx context.Context, id string) (*store.ChatSession, error) {
+	var doc string
+	err := s.r.QueryRowContext(ctx, `SELECT doc FROM chat_sessions WHERE id=?`, id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get chat session %s: %w", id, err)
+	}
+	var cs store.ChatSession
+	if err := json.Unmarshal([]byte(doc), &cs); err != nil {
+		return nil, fmt.Errorf("decode chat session %s: %w", id, err)
+	}
+	return &cs, nil
+}
+
+// PutChatSession implements store.ChatSessions.
+func (s *Store) PutChatSession(ctx context.Context, cs *store.ChatSession) error {
+	doc, err := json.Marshal(cs)
+	if err != nil {
+		return fmt.Errorf("encode chat session: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO chat_sessions (id, anomaly_id, created_at, updated_at, doc) VALUES (?,?,?,?,?)
+		ON CONFLICT (id) DO UPDATE SET anomaly_id=excluded.anomaly_id, updated_at=excluded.updated_at, doc=excluded.doc`,
+		cs.ID, cs.AnomalyID, store.UnixNanos(cs.CreatedAt), store.UnixNanos(cs.UpdatedAt), string(doc)); err != nil {
+		return fmt.Errorf("save chat session %s: %w", cs.ID, err)
+	}
+	return nil
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeliveriesQueue", testDeliveries},
 		{"EmailConfig", testEmailConfig},
 		{"RCACache", testRCACache},
+		{"ChatSessions", testChatSessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -787,5 +788,30 @@ func testRCACache(t *testing.T, s store.Store) {
 	copyRCA, err := s.GetRCA(c, alert(4, store.StatusFiring, nil).ID)
 	if err != nil || !copyRCA.Cached || copyRCA.SourceRCAID != "x" || copyRCA.CacheKey != "k" {
 		t.Fatalf("cached copy round trip: %+v, %v", copyRCA, err)
+	}
+}
+
+func testChatSessions(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.GetChatSession(c, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	cs := &store.ChatSession{ID: "s1", CreatedAt: base, UpdatedAt: base, AnomalyID: "a1", PromptTokens: 10, CompletionTokens: 5,
+		Messages: []store.ChatTurn{{Role: "user", Content: "what does this CPU alert mean?", At: base},
+			{Role: "assistant", Content: "It means… \"quoted\" <b>", At: base.Add(time.Second)}}}
+	if err := s.PutChatSession(c, cs); err != nil {
+		t.Fatal(err)
+	}
+	cs.Messages = append(cs.Messages, store.ChatTurn{Role: "user", Content: "which fix first?", At: base.Add(2 * time.Second)})
+	cs.UpdatedAt, cs.PromptTokens = base.Add(2*time.Second), 30
+	if err := s.PutChatSession(c, cs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetChatSession(c, "s1")
+	if err != nil || !reflect.DeepEqual(got, cs) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v (%v)", got, cs, err)
+	}
+	if n, _ := s.Counts(c); n.ChatSessions != 1 {
+		t.Fatalf("counted %d chat sessions, want 1", n.ChatSessions)
 	}
 }
