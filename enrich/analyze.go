@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/alertrca/alertrca/store"
 )
@@ -26,7 +27,7 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 	var tokensIn, tokensOut int
 	var r *store.RCA
 
-	gen, err := p.generate(ctx, prompt)
+	gen, err := p.generate(ctx, a.ID, prompt)
 	tokensIn, tokensOut = gen.PromptTokens, gen.CompletionTokens
 	if err == nil {
 		var problem error
@@ -34,7 +35,7 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 		if problem != nil {
 			p.m.llmInvalid.Inc()
 			p.log.Warn("LLM answer invalid; asking for a repair", "anomaly", a.ID, "problem", problem)
-			gen, err = p.generate(ctx, repairPrompt(prompt, gen.Text, problem))
+			gen, err = p.generate(ctx, a.ID, repairPrompt(prompt, gen.Text, problem))
 			tokensIn, tokensOut = tokensIn+gen.PromptTokens, tokensOut+gen.CompletionTokens
 			if err == nil {
 				r, problem = toRCA(gen.Text)
@@ -58,10 +59,12 @@ func (p *Pipeline) analyze(ctx context.Context, a *store.Anomaly) *store.RCA {
 }
 
 // generate makes one LLM call under LLMTimeout.
-func (p *Pipeline) generate(ctx context.Context, prompt string) (Generation, error) {
+func (p *Pipeline) generate(ctx context.Context, anomalyID, prompt string) (Generation, error) {
 	callCtx, cancel := context.WithTimeout(ctx, p.cfg.LLMTimeout)
 	defer cancel()
+	start := time.Now()
 	gen, err := p.llm.Generate(callCtx, prompt, rcaSchema)
+	p.cfg.Tracer.RCA(anomalyID, p.llm.Model(), prompt, gen, err, start, time.Now())
 	if err != nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		err = fmt.Errorf("LLM call timed out after %s", p.cfg.LLMTimeout)
 	}

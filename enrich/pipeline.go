@@ -41,6 +41,8 @@ type Config struct {
 	// CacheTTL: an incident of the same kind as one analysed within CacheTTL
 	// reuses that analysis instead of calling the LLM (0: no cache).
 	CacheTTL time.Duration
+	// Tracer records every LLM call (optional).
+	Tracer Tracer
 	// Channels lists the notification channels of an anomaly; their messages
 	// are queued with its analysis (optional: none).
 	Channels func(ctx context.Context, a *store.Anomaly) []string
@@ -64,6 +66,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Tracer == nil {
+		c.Tracer = NoTracer{}
 	}
 	if c.Owner == "" {
 		host, _ := os.Hostname()

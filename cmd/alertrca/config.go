@@ -64,7 +64,7 @@ type Config struct {
 	NotifyMaxPerMinute int    `env:"NOTIFY_MAX_PER_MINUTE" envDefault:"20" allowed:"a whole number from 1 to 10000"`
 	NotifyMinSeverity  string `env:"NOTIFY_MIN_SEVERITY" allowed:"empty (all) or one of info, warning, high, critical (and their usual synonyms)"`
 	PublicURL          string `env:"PUBLIC_URL" allowed:"empty or the http(s) URL where alertrca is reached, for links in messages"`
-	LangfusePublicKey  string `env:"LANGFUSE_PUBLIC_KEY" allowed:"a Langfuse public key"`
+	LangfusePublicKey  string `env:"LANGFUSE_PUBLIC_KEY" allowed:"set together with LANGFUSE_SECRET_KEY (both or neither)"`
 	LangfuseSecretKey  string `env:"LANGFUSE_SECRET_KEY" secret:"true" allowed:"a Langfuse secret key"`
 	LangfuseHost       string `env:"LANGFUSE_HOST" envDefault:"https://cloud.langfuse.com" allowed:"an http(s) URL"`
 }
@@ -144,6 +144,7 @@ func (c Config) validate(vars map[string]string) error {
 		{"NotifyMinSeverity", enrich.ValidSeverity(c.NotifyMinSeverity)},
 		{"PublicURL", c.PublicURL == "" || validHTTPURL(c.PublicURL)},
 		{"LangfuseHost", validHTTPURL(c.LangfuseHost)},
+		{"LangfusePublicKey", (c.LangfusePublicKey == "") == (c.LangfuseSecretKey == "")},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -49,6 +49,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"NOTIFY_MIN_SEVERITY=loud", `NOTIFY_MIN_SEVERITY="loud": must be empty (all) or one of`},
 		{"NOTIFY_MAX_PER_MINUTE=0", `NOTIFY_MAX_PER_MINUTE="0": must be a whole number from 1 to 10000`},
 		{"PUBLIC_URL=alertrca:8000", `PUBLIC_URL="alertrca:8000": must be empty or the http(s) URL`},
+		{"LANGFUSE_PUBLIC_KEY=pk-lf-1", `LANGFUSE_PUBLIC_KEY="pk-lf-1": must be set together with LANGFUSE_SECRET_KEY`},
+		{"LLM_API=anthropic", `LLM_API="anthropic": must be ollama or openai`},
+		{"RCA_CACHE_TTL=-1s", `RCA_CACHE_TTL="-1s": must be a duration from 0 (no cache) to 720h`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env, func(t *testing.T) {
@@ -80,7 +83,7 @@ func TestConfigDotEnvUnderRealEnvironment(t *testing.T) {
 func TestConfigSecretsNeverLogged(t *testing.T) {
 	c, err := loadConfig([]string{
 		"WEBHOOK_TOKEN=tok-123", "API_TOKEN=api-456", "SMTP_PASSWORD=pw-789",
-		"SLACK_WEBHOOK_URL=https://hooks.example/T/B/xyz-secret", "LANGFUSE_SECRET_KEY=sk-lf-1",
+		"SLACK_WEBHOOK_URL=https://hooks.example/T/B/xyz-secret", "LANGFUSE_SECRET_KEY=sk-lf-1", "LANGFUSE_PUBLIC_KEY=pk-lf-1",
 		"MONGO_URI=mongodb://user:mongo-pass@db:27017/?authSource=admin",
 	}, filepath.Join(t.TempDir(), "none.env"))
 	if err != nil {

@@ -109,6 +109,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		backend = enrich.NewOpenAI(cfg.LLMURL, cfg.LLMModel, cfg.LLMAPIKey)
 	}
 	llm := enrich.Instrument(backend, reg)
+	var tracer enrich.Tracer = enrich.NoTracer{}
+	var langfuse *enrich.Langfuse
+	if cfg.LangfusePublicKey != "" {
+		langfuse = enrich.NewLangfuse(cfg.LangfuseHost, cfg.LangfusePublicKey, cfg.LangfuseSecretKey, 0, reg, log)
+		tracer = langfuse
+		log.Info("Langfuse traces on", "host", cfg.LangfuseHost)
+	}
 	notifiers, err := setupNotifiers(ctx, cfg, st, log)
 	if err != nil {
 		return err
@@ -129,9 +136,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		Evidence:      &enrich.PrometheusEvidence{DefaultURL: cfg.PromURL},
 		Channels:      policy.For,
 		CacheTTL:      cfg.RCACacheTTL,
+		Tracer:        tracer,
 	}, reg, log)
 	gin.SetMode(gin.ReleaseMode)
-	chat := enrich.NewChat(st, llm, enrich.ChatConfig{Timeout: cfg.LLMTimeout}, nil)
+	chat := enrich.NewChat(st, llm, enrich.ChatConfig{Timeout: cfg.LLMTimeout}, tracer)
 	api := receiver.New(receiver.Deps{
 		Submitter: pipeline, Store: st, Notifications: deliverer, Chat: chat,
 		Registerer: reg, Gatherer: reg, Logger: log,
@@ -139,7 +147,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		Version: version, StoreKind: st.Kind(), WebhookToken: cfg.WebhookToken, APIToken: cfg.APIToken,
 		MaxBodyBytes: cfg.WebhookMaxBodyBytes, SlackEnabled: cfg.SlackEnabled,
 		SlackConfigured: policy.Slack, SMTPConfigured: policy.Email,
-		LangfuseEnabled: cfg.LangfusePublicKey != "" && cfg.LangfuseSecretKey != "",
+		LangfuseEnabled: langfuse != nil,
 	})
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -159,6 +167,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	var workers sync.WaitGroup
 	workers.Go(func() { _ = pipeline.Run(workCtx) })
 	workers.Go(func() { deliverer.Run(workCtx) })
+	if langfuse != nil {
+		workers.Go(func() { langfuse.Run(workCtx) })
+	}
 	workers.Go(func() {
 		store.RunRetention(workCtx, st, cfg.MaxDocs, time.Minute, log.With("component", "retention"))
 	})
