@@ -295,7 +295,7 @@ func probeDependencies(ctx context.Context, cfg Config, log *slog.Logger) {
 		log.Info("LLM reachable", "llm_url", cfg.LLMURL, "model", cfg.LLMModel)
 	}
 	if err := probe(ctx, strings.TrimRight(cfg.PromURL, "/")+"/-/ready", ""); err != nil {
-		log.Warn("Prometheus not reachable: webhooks still work; the built-in poller needs it",
+		log.Warn("Prometheus not reachable: webhooks still work; the poller and the evidence for analyses wait for it",
 			"prom_url", cfg.PromURL, "err", err)
 	} else {
 		log.Info("Prometheus reachable", "prom_url", cfg.PromURL)
