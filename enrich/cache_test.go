@@ -87,3 +87,33 @@ func TestCacheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestChatBothBackends: the chat speaks each API and accounts its tokens.
+func TestChatBothBackends(t *testing.T) {
+	for _, api := range backends {
+		t.Run(api, func(t *testing.T) {
+			e := newEnvAPI(t, t.TempDir(), api, enrich.Config{}, answer("Restart the exporter first."))
+			chat := enrich.NewChat(e.store, newLLM(api, e.llmURL), enrich.ChatConfig{}, nil)
+			reply, cs, err := chat.Ask(t.Context(), "", "which fix first?", "")
+			if err != nil || reply != "Restart the exporter first." {
+				t.Fatalf("reply %q, %v", reply, err)
+			}
+			if cs.PromptTokens != 100 || cs.CompletionTokens != 20 || len(cs.Messages) != 2 {
+				t.Fatalf("session %+v", cs)
+			}
+			e.llm.mu.Lock()
+			req := e.llm.requests[0]
+			e.llm.mu.Unlock()
+			msgs, _ := req["messages"].([]any)
+			if len(msgs) != 2 || msgs[0].(map[string]any)["role"] != "system" || msgs[1].(map[string]any)["content"] != "which fix first?" {
+				t.Fatalf("messages %v", req["messages"])
+			}
+			if api == "ollama" && req["stream"] != false {
+				t.Fatalf("ollama chat without stream false: %v", req)
+			}
+			if api == "openai" && req["response_format"] != nil {
+				t.Fatalf("chat asked for a response format: %v", req)
+			}
+		})
+	}
+}
