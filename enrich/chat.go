@@ -14,8 +14,7 @@ import (
 // ChatStore is what the chat needs from storage.
 type ChatStore interface {
 	store.ChatSessions
-	GetAnomaly(ctx context.Context, id string) (*store.Anomaly, error)
-	GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error)
+	IncidentReader
 }
 
 // ChatConfig tunes the chat. Zero values get the defaults noted.

@@ -16,11 +16,16 @@ import (
 	"github.com/alertrca/alertrca/store"
 )
 
+// IncidentReader reads an incident and its analysis.
+type IncidentReader interface {
+	GetAnomaly(ctx context.Context, id string) (*store.Anomaly, error)
+	GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error)
+}
+
 // DeliveryStore is what the deliverer needs from storage.
 type DeliveryStore interface {
 	store.Deliveries
-	GetAnomaly(ctx context.Context, id string) (*store.Anomaly, error)
-	GetRCA(ctx context.Context, anomalyID string) (*store.RCA, error)
+	IncidentReader
 }
 
 // DeliverConfig tunes the deliverer. Zero values get the defaults noted.

@@ -2,7 +2,6 @@ package receiver
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -31,13 +30,8 @@ type chatRequest struct {
 
 // chatAuth: LLM calls cost money, so with API_TOKEN set the chat needs it too.
 func (s *Server) chatAuth(c *gin.Context) {
-	if s.cfg.APIToken == "" {
-		return
-	}
-	scheme, tok, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-	if !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.cfg.APIToken)) != 1 {
-		c.Header("WWW-Authenticate", `Bearer realm="alertrca"`)
-		fail(c, http.StatusUnauthorized, "missing or wrong credentials: send Authorization: Bearer <API_TOKEN>")
+	if s.cfg.APIToken != "" {
+		s.checkAPIToken(c)
 	}
 }
 

@@ -23,6 +23,12 @@ func (s *Server) requireAPIToken(c *gin.Context) {
 		fail(c, http.StatusForbidden, "writing endpoints are disabled: set API_TOKEN and send Authorization: Bearer <API_TOKEN>")
 		return
 	}
+	s.checkAPIToken(c)
+}
+
+// checkAPIToken answers 401 unless the request carries Bearer <API_TOKEN>
+// (compared in constant time).
+func (s *Server) checkAPIToken(c *gin.Context) {
 	scheme, tok, _ := strings.Cut(c.GetHeader("Authorization"), " ")
 	if !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.cfg.APIToken)) != 1 {
 		c.Header("WWW-Authenticate", `Bearer realm="alertrca"`)

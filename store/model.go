@@ -155,6 +155,15 @@ type RCA struct {
 	CreatedAt        time.Time `json:"created_at"`
 }
 
+// ReuseKey is the cache key under which r may serve other incidents: only
+// analyses the LLM made itself (not fallbacks, not cached copies).
+func (r *RCA) ReuseKey() string {
+	if r.Fallback || r.Cached {
+		return ""
+	}
+	return r.CacheKey
+}
+
 // MetricSample is one series of a metrics snapshot.
 type MetricSample struct {
 	Labels map[string]string `json:"labels"`

@@ -460,7 +460,7 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) er
 	d := rcaDoc{
 		ID: r.ID, AnomalyID: r.AnomalyID, Fingerprint: r.Fingerprint, Summary: r.Summary,
 		Simplified: r.Simplified, Cause: r.Cause, Fix: r.Fix, Fallback: r.Fallback, Error: r.Error,
-		Evidence: r.Evidence, CacheKey: cacheable(r), Key: r.CacheKey, Cached: r.Cached, SourceRCAID: r.SourceRCAID, Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
+		Evidence: r.Evidence, CacheKey: r.ReuseKey(), Key: r.CacheKey, Cached: r.Cached, SourceRCAID: r.SourceRCAID, Model: r.Model, LatencyMS: r.LatencyMS, PromptTokens: r.PromptTokens,
 		CompletionTokens: r.CompletionTokens, CreatedAt: store.UnixNanos(r.CreatedAt),
 	}
 	if _, err := s.db.Collection(collRCA).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d,
@@ -937,15 +937,6 @@ func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
 		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
-}
-
-// cacheable is the cache key under which r may be reused: only analyses the
-// LLM made itself.
-func cacheable(r *store.RCA) string {
-	if r.Fallback || r.Cached {
-		return ""
-	}
-	return r.CacheKey
 }
 
 // FindCachedRCA implements store.Queue.

@@ -398,7 +398,7 @@ func (s *Store) SaveRCA(ctx context.Context, r *store.RCA, channels []string) er
 	if _, err := tx.ExecContext(ctx, `INSERT INTO rca (id, anomaly_id, created_at, doc, cache_key) VALUES (?,?,?,?,?)
 		ON CONFLICT (anomaly_id) DO UPDATE SET id=excluded.id, created_at=excluded.created_at, doc=excluded.doc,
 		cache_key=excluded.cache_key`,
-		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc), cacheable(r)); err != nil {
+		r.ID, r.AnomalyID, store.UnixNanos(r.CreatedAt), string(doc), r.ReuseKey()); err != nil {
 		return fmt.Errorf("save rca of %s: %w", r.AnomalyID, err)
 	}
 	var anomalyStatus string
@@ -804,15 +804,6 @@ func (s *Store) PutEmailConfig(ctx context.Context, c store.EmailConfig) error {
 		return fmt.Errorf("save email config: %w", err)
 	}
 	return nil
-}
-
-// cacheable is the cache key under which r may be reused: only analyses the
-// LLM made itself.
-func cacheable(r *store.RCA) string {
-	if r.Fallback || r.Cached {
-		return ""
-	}
-	return r.CacheKey
 }
 
 // FindCachedRCA implements store.Queue.
