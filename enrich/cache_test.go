@@ -49,8 +49,9 @@ func TestRCACache(t *testing.T) {
 
 func TestRCACacheOtherModel(t *testing.T) {
 	e := newEnv(t, enrich.Config{CacheTTL: time.Hour}, answer(validRCA))
-	e.run(t)
+	stop := e.run(t)
 	analysed(t, e, onInstance("api-1:8080"))
+	stop() // only the other model's pipeline analyses from here on
 	// A replica with another model on the same store: its key differs.
 	p := enrich.New(e.store, enrich.NewOllama(e.llmURL, "other-model"), enrich.Config{CacheTTL: time.Hour, PollInterval: 50 * time.Millisecond},
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
