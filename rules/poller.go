@@ -68,6 +68,7 @@ type Poller struct {
 // targetState is what the poller remembers of one target, per rule.
 type targetState struct {
 	zscores  []*ZScoreDetector           // nil for threshold rules
+	capped   []bool                      // the z-score detector refused series in the last poll
 	episodes []map[uint64]*seriesEpisode // by series key
 }
 
@@ -231,8 +232,16 @@ func (p *Poller) pollTarget(ctx context.Context, t Target, now time.Time) error 
 			p.m.tracked.WithLabelValues(r.Name, t.Name).Set(float64(z.Tracked()))
 			if z.Dropped > 0 {
 				p.m.dropped.WithLabelValues(r.Name, t.Name).Add(float64(z.Dropped))
-				p.log.Warn("z-score series cap reached: new series are not scored", "rule", r.Name, "target", t.Name,
-					"cap", p.cfg.MaxSeries, "not_scored", z.Dropped)
+			}
+			// Said once when the cap is reached and once when it is no longer.
+			if capped := z.Dropped > 0; capped != st.capped[i] {
+				st.capped[i] = capped
+				if capped {
+					p.log.Warn("z-score series cap reached: new series are not scored (see alertrca_zscore_series_not_scored_total)",
+						"rule", r.Name, "target", t.Name, "cap", p.cfg.MaxSeries, "not_scored", z.Dropped)
+				} else {
+					p.log.Info("z-score series back under the cap", "rule", r.Name, "target", t.Name)
+				}
 			}
 		}
 		// Episodes whose condition no longer holds (or whose series went away) end.
@@ -274,7 +283,8 @@ func (p *Poller) stateOf(t Target) *targetState {
 	if ok {
 		return st
 	}
-	st = &targetState{zscores: make([]*ZScoreDetector, len(p.rules)), episodes: make([]map[uint64]*seriesEpisode, len(p.rules))}
+	st = &targetState{zscores: make([]*ZScoreDetector, len(p.rules)), capped: make([]bool, len(p.rules)),
+		episodes: make([]map[uint64]*seriesEpisode, len(p.rules))}
 	for i, r := range p.rules {
 		st.episodes[i] = map[uint64]*seriesEpisode{}
 		if r.IsZScore() {

@@ -276,3 +276,34 @@ func TestPollerNeverOverlaps(t *testing.T) {
 		t.Fatalf("%d queries ran at once; polls overlapped", m)
 	}
 }
+
+func TestPollerSeriesCap(t *testing.T) {
+	prom := &fakeProm{script: map[string]func(int) []series{"cpu_usage": func(int) []series {
+		return []series{
+			{map[string]string{"__name__": "cpu_usage", "instance": "a"}, "1"},
+			{map[string]string{"__name__": "cpu_usage", "instance": "b"}, "1"},
+			{map[string]string{"__name__": "cpu_usage", "instance": "c"}, "1"},
+		}
+	}}}
+	srv := httptest.NewServer(prom)
+	defer srv.Close()
+	rs, err := Parse([]byte("rules:\n- name: CPUUsageAnomaly\n  expr: cpu_usage\n  severity: warning\n  zscore: {}\n"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	p := NewPoller(rs, PollerConfig{Interval: time.Second, MaxSeries: 2}, PrometheusQuery(),
+		func(context.Context) ([]Target, error) { return []Target{{Name: "t", Endpoint: srv.URL}}, nil },
+		rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	p.Poll(context.Background())
+	p.Poll(context.Background())
+	if tracked := testutil.ToFloat64(p.m.tracked.WithLabelValues("CPUUsageAnomaly", "t")); tracked != 2 {
+		t.Fatalf("tracked %v, want the cap (2)", tracked)
+	}
+	if refused := testutil.ToFloat64(p.m.dropped.WithLabelValues("CPUUsageAnomaly", "t")); refused != 2 {
+		t.Fatalf("not scored %v, want 1 per poll", refused)
+	}
+	if rec.snaps[1].SeriesCount != 3 {
+		t.Fatalf("the capped series must still be counted in the snapshot: %d", rec.snaps[1].SeriesCount)
+	}
+}
