@@ -102,7 +102,7 @@ func BenchmarkPoll100k(b *testing.B) {
 		rec := discard{}
 		p := NewPoller(rs, PollerConfig{Interval: time.Minute}, query,
 			func(context.Context) ([]Target, error) { return []Target{target}, nil },
-			rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			rec, rec, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 		for range 10 { // fill the windows
 			p.Poll(context.Background())
 		}

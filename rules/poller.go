@@ -37,6 +37,12 @@ type Submitter interface {
 	Submit(ctx context.Context, alerts ...store.Alert) (store.SubmitResult, error)
 }
 
+// EpisodeReader lists stored anomalies (to find the poller's open episodes
+// after a restart).
+type EpisodeReader interface {
+	ListAnomalies(ctx context.Context, f store.AnomalyFilter) ([]store.Anomaly, error)
+}
+
 // SnapshotWriter stores what a poll saw.
 type SnapshotWriter interface {
 	InsertMetrics(ctx context.Context, m *store.MetricSnapshot) error
@@ -58,6 +64,7 @@ type Poller struct {
 	targets TargetsFunc
 	sub     Submitter
 	snaps   SnapshotWriter
+	open    EpisodeReader
 	now     func() time.Time
 	log     *slog.Logger
 	m       *pollerMetrics
@@ -69,7 +76,8 @@ type Poller struct {
 type targetState struct {
 	zscores  []*ZScoreDetector           // nil for threshold rules
 	capped   []bool                      // the z-score detector refused series in the last poll
-	episodes []map[uint64]*seriesEpisode // by series key
+	seeded   bool                        // the open episodes of the store are loaded
+	episodes []map[uint64]*seriesEpisode // by the alert's fingerprint
 }
 
 // seriesEpisode is a condition that is (or was just) true for one series.
@@ -84,9 +92,9 @@ type seriesEpisode struct {
 	generator string // Prometheus graph link of the rule's expression, as Prometheus writes it
 }
 
-// NewPoller builds a poller. now may be nil (time.Now).
+// NewPoller builds a poller. open and now may be nil (no restart recovery; time.Now).
 func NewPoller(rs []Rule, cfg PollerConfig, query QueryFunc, targets TargetsFunc, sub Submitter, snaps SnapshotWriter,
-	now func() time.Time, reg prometheus.Registerer, logger *slog.Logger) *Poller {
+	open EpisodeReader, now func() time.Time, reg prometheus.Registerer, logger *slog.Logger) *Poller {
 	if cfg.MaxSeries <= 0 {
 		cfg.MaxSeries = 1_000_000
 	}
@@ -97,7 +105,7 @@ func NewPoller(rs []Rule, cfg PollerConfig, query QueryFunc, targets TargetsFunc
 		now = time.Now
 	}
 	return &Poller{
-		rules: rs, cfg: cfg, query: query, targets: targets, sub: sub, snaps: snaps, now: now,
+		rules: rs, cfg: cfg, query: query, targets: targets, sub: sub, snaps: snaps, open: open, now: now,
 		log: logger.With("component", "poller"), m: newPollerMetrics(reg), state: map[string]*targetState{},
 		failing: map[string]bool{},
 	}
@@ -182,7 +190,7 @@ type change struct {
 }
 
 func (p *Poller) pollTarget(ctx context.Context, t Target, now time.Time) error {
-	st := p.stateOf(t)
+	st := p.stateOf(ctx, t)
 	var alerts []store.Alert
 	var opened, resolved []change
 	var errs []error
@@ -213,20 +221,23 @@ func (p *Poller) pollTarget(ctx context.Context, t Target, now time.Time) error 
 			if !firing {
 				continue
 			}
-			ep := st.episodes[i][key]
+			labels := alertLabels(r, s.Metric)
+			epKey := alertKey(labels)
+			ep := st.episodes[i][epKey]
 			if ep == nil {
 				ep = &seriesEpisode{since: now}
-				st.episodes[i][key] = ep
+				st.episodes[i][epKey] = ep
 			}
 			ep.lastTrue, ep.value, ep.reason = poll, float64(s.Value), reason
 			if ep.open || now.Sub(ep.since) < time.Duration(r.For) {
 				continue
 			}
-			ep.labels = alertLabels(r, s.Metric)
+			ep.labels = labels
 			ep.generator = generatorURL(t.Endpoint, r.Expr, 10*p.cfg.Interval)
 			ep.annots = expandAnnotations(r.Annotations, ep.labels, ep.value, details)
+			ep.annots[TargetAnnotation] = t.Name
 			alerts = append(alerts, p.alert(ep, store.StatusFiring, now))
-			opened = append(opened, change{i, key, ep})
+			opened = append(opened, change{i, epKey, ep})
 		}
 		if z := st.zscores[i]; z != nil {
 			p.m.tracked.WithLabelValues(r.Name, t.Name).Set(float64(z.Tracked()))
@@ -278,9 +289,13 @@ func (p *Poller) pollTarget(ctx context.Context, t Target, now time.Time) error 
 	return errors.Join(errs...)
 }
 
-func (p *Poller) stateOf(t Target) *targetState {
+func (p *Poller) stateOf(ctx context.Context, t Target) *targetState {
 	st, ok := p.state[t.Name]
-	if ok {
+	if ok && st.seeded {
+		return st
+	}
+	if ok { // an earlier poll could not read the open episodes: try again
+		p.seed(ctx, t, st)
 		return st
 	}
 	st = &targetState{zscores: make([]*ZScoreDetector, len(p.rules)), capped: make([]bool, len(p.rules)),
@@ -293,7 +308,53 @@ func (p *Poller) stateOf(t Target) *targetState {
 		}
 	}
 	p.state[t.Name] = st
+	p.seed(ctx, t, st)
 	return st
+}
+
+// TargetAnnotation names the target on the poller's alerts, so that after a
+// restart the poller finds the episodes it had opened.
+const TargetAnnotation = "poller_target"
+
+// seed loads the episodes this target's rules left open in the store (before
+// a restart), so that the poller resolves them when their condition is gone
+// instead of leaving them firing.
+func (p *Poller) seed(ctx context.Context, t Target, st *targetState) {
+	if p.open == nil {
+		st.seeded = true
+		return
+	}
+	open, err := p.open.ListAnomalies(ctx, store.AnomalyFilter{Status: store.StatusFiring, Source: store.SourcePoller, Limit: 1000})
+	if err != nil {
+		p.log.Warn("cannot read the open episodes; will retry next poll", "target", t.Name, "err", err)
+		return
+	}
+	for _, a := range open {
+		if a.Annotations[TargetAnnotation] != t.Name {
+			continue
+		}
+		for i, r := range p.rules {
+			if r.Name != a.Name {
+				continue
+			}
+			ep := &seriesEpisode{labels: a.Labels, annots: a.Annotations, since: a.StartsAt, open: true,
+				reason: a.Reason, generator: a.GeneratorURL}
+			if a.Value != nil {
+				ep.value = float64(*a.Value)
+			}
+			st.episodes[i][alertKey(a.Labels)] = ep
+		}
+	}
+	st.seeded = true
+}
+
+// alertKey identifies an episode by its alert's labels.
+func alertKey(labels map[string]string) uint64 {
+	ls := make(model.LabelSet, len(labels))
+	for k, v := range labels {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return uint64(ls.Fingerprint())
 }
 
 // evaluate tells whether rule i holds for the value v of the series key.

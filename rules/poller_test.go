@@ -81,6 +81,27 @@ func (r *recorder) InsertMetrics(_ context.Context, m *store.MetricSnapshot) err
 	return nil
 }
 
+// ListAnomalies makes the recorder an EpisodeReader: the episodes its
+// alerts left open (opened and not resolved), as the store would keep them.
+func (r *recorder) ListAnomalies(_ context.Context, f store.AnomalyFilter) ([]store.Anomaly, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	open := map[string]store.Anomaly{}
+	for _, a := range r.alerts {
+		an := store.NewAnomaly(a, time.Now())
+		if a.Status == store.StatusFiring {
+			open[an.Fingerprint] = *an
+		} else {
+			delete(open, an.Fingerprint)
+		}
+	}
+	out := []store.Anomaly{}
+	for _, a := range open {
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
@@ -93,7 +114,7 @@ func newTestPoller(t *testing.T, yaml string, targets []Target, rec *recorder, c
 	}
 	reg := prometheus.NewRegistry()
 	p := NewPoller(rs, PollerConfig{Interval: time.Second}, PrometheusQuery(),
-		func(context.Context) ([]Target, error) { return targets, nil }, rec, rec, c.now, reg, slog.New(slog.DiscardHandler))
+		func(context.Context) ([]Target, error) { return targets, nil }, rec, rec, rec, c.now, reg, slog.New(slog.DiscardHandler))
 	return p, reg
 }
 
@@ -263,7 +284,7 @@ func TestPollerNeverOverlaps(t *testing.T) {
 	rec := &recorder{}
 	p := NewPoller(rs, PollerConfig{Interval: 40 * time.Millisecond}, slow,
 		func(context.Context) ([]Target, error) { return []Target{{Name: "t", Endpoint: "http://unused"}}, nil },
-		rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		rec, rec, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -294,7 +315,7 @@ func TestPollerSeriesCap(t *testing.T) {
 	rec := &recorder{}
 	p := NewPoller(rs, PollerConfig{Interval: time.Second, MaxSeries: 2}, PrometheusQuery(),
 		func(context.Context) ([]Target, error) { return []Target{{Name: "t", Endpoint: srv.URL}}, nil },
-		rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		rec, rec, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	p.Poll(context.Background())
 	p.Poll(context.Background())
 	if tracked := testutil.ToFloat64(p.m.tracked.WithLabelValues("CPUUsageAnomaly", "t")); tracked != 2 {
@@ -305,5 +326,42 @@ func TestPollerSeriesCap(t *testing.T) {
 	}
 	if rec.snaps[1].SeriesCount != 3 {
 		t.Fatalf("the capped series must still be counted in the snapshot: %d", rec.snaps[1].SeriesCount)
+	}
+}
+
+// TestPollerRestartResolvesWhatItOpened: an episode the poller opened before
+// a restart is resolved by the new poller once its condition is gone.
+func TestPollerRestartResolvesWhatItOpened(t *testing.T) {
+	prom := &fakeProm{script: map[string]func(int) []series{"cpu_usage": cpu("95", "95", "50")}}
+	srv := httptest.NewServer(prom)
+	defer srv.Close()
+	rec := &recorder{}
+	c := &clock{time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	targets := []Target{{Name: "default", Endpoint: srv.URL}}
+	first, _ := newTestPoller(t, cpuRule, targets, rec, c)
+	first.Poll(context.Background()) // opens the episode
+	prom.next()
+	c.t = c.t.Add(time.Second)
+	if len(rec.alerts) != 1 || rec.alerts[0].Annotations[TargetAnnotation] != "default" {
+		t.Fatalf("alerts %+v", rec.alerts)
+	}
+	// Restart: a new poller, the condition still true, then gone.
+	second, _ := newTestPoller(t, cpuRule, targets, rec, c)
+	second.Poll(context.Background())
+	if len(rec.alerts) != 1 {
+		t.Fatalf("the restarted poller opened the episode again: %+v", rec.alerts[1:])
+	}
+	prom.next()
+	c.t = c.t.Add(time.Second)
+	second.Poll(context.Background())
+	if len(rec.alerts) != 2 || rec.alerts[1].Status != store.StatusResolved || !rec.alerts[1].StartsAt.Equal(rec.alerts[0].StartsAt) {
+		t.Fatalf("after the condition cleared: %+v", rec.alerts)
+	}
+	// Another target's poller leaves it alone.
+	rec2 := &recorder{alerts: rec.alerts[:1]}
+	other, _ := newTestPoller(t, cpuRule, []Target{{Name: "other", Endpoint: srv.URL}}, rec2, c)
+	other.Poll(context.Background())
+	if len(rec2.alerts) != 1 {
+		t.Fatalf("another target resolved this target's episode: %+v", rec2.alerts)
 	}
 }

@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		poller := rules.NewPoller(ruleSet, rules.PollerConfig{
 			Interval:  time.Duration(cfg.MonitorInterval) * time.Second,
 			MaxSeries: cfg.MaxSeries,
-		}, rules.PrometheusQuery(), pollTargets(st, cfg.PromURL), pipeline, st, nil, reg, log)
+		}, rules.PrometheusQuery(), pollTargets(st, cfg.PromURL), pipeline, st, st, nil, reg, log)
 		workers.Go(func() { poller.Run(workCtx) })
 		log.Info("poller started", "rules", len(ruleSet), "interval", time.Duration(cfg.MonitorInterval)*time.Second)
 	}
