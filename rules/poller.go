@@ -349,13 +349,7 @@ func (p *Poller) seed(ctx context.Context, t Target, st *targetState) {
 }
 
 // alertKey identifies an episode by its alert's labels.
-func alertKey(labels map[string]string) uint64 {
-	ls := make(model.LabelSet, len(labels))
-	for k, v := range labels {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return uint64(ls.Fingerprint())
-}
+func alertKey(labels map[string]string) uint64 { return uint64(store.LabelsFingerprint(labels)) }
 
 // evaluate tells whether rule i holds for the value v of the series key.
 func (p *Poller) evaluate(st *targetState, i int, key uint64, v float64) (bool, map[string]string, string) {

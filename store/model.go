@@ -201,13 +201,16 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// Fingerprint computes Alertmanager's fingerprint of a label set.
-func Fingerprint(labels map[string]string) string {
+// Fingerprint computes Alertmanager's fingerprint of a label set, in hex.
+func Fingerprint(labels map[string]string) string { return LabelsFingerprint(labels).String() }
+
+// LabelsFingerprint computes Alertmanager's fingerprint of a label set.
+func LabelsFingerprint(labels map[string]string) model.Fingerprint {
 	ls := make(model.LabelSet, len(labels))
 	for k, v := range labels {
 		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
-	return ls.Fingerprint().String()
+	return ls.Fingerprint()
 }
 
 // EpisodeID is the identity of an alert episode: its fingerprint and start.
