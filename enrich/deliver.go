@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -80,8 +79,7 @@ func NewDeliverer(st DeliveryStore, notifiers []notify.Notifier, cfg DeliverConf
 		cfg.MaxPerMinute = 20
 	}
 	if cfg.Owner == "" {
-		host, _ := os.Hostname()
-		cfg.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), store.NewID()[:8])
+		cfg.Owner = defaultOwner()
 	}
 	if now == nil {
 		now = time.Now

@@ -184,7 +184,11 @@ func TestRestartWithPendingDelivery(t *testing.T) {
 	n2 := newNotifyEnv(t, dir, nil, false)
 	n2.runDeliverer(t)
 	waitFor(t, "the queued message after restart", func() bool { return len(n2.slack.texts()) == 1 })
-	ds, _ := n2.store.ListDeliveries(context.Background(), id)
+	var ds []store.Delivery
+	waitFor(t, "the message recorded as sent", func() bool { // the record follows the send
+		ds, _ = n2.store.ListDeliveries(context.Background(), id)
+		return len(ds) == 1 && ds[0].Status == store.DeliverySent
+	})
 	if len(ds) != 1 || ds[0].Status != store.DeliverySent || ds[0].Attempts != 1 {
 		t.Fatalf("deliveries %+v", ds)
 	}

@@ -71,9 +71,14 @@ func (c *Config) defaults() {
 		c.Tracer = NoTracer{}
 	}
 	if c.Owner == "" {
-		host, _ := os.Hostname()
-		c.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), store.NewID()[:8])
+		c.Owner = defaultOwner()
 	}
+}
+
+// defaultOwner names this process in leases: host, pid and a random part.
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), store.NewID()[:8])
 }
 
 // Pipeline is the single way in for every alert source.

@@ -35,7 +35,13 @@ func binary(t *testing.T, names ...string) string {
 // startProcess runs a binary until the test ends and waits for base/-/ready.
 func startProcess(t *testing.T, what, base, bin string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	runUntilCleanup(t, what, base, exec.Command(bin, args...))
+}
+
+// runUntilCleanup starts cmd, kills it when the test ends (showing its logs
+// if the test failed) and waits for base/-/ready.
+func runUntilCleanup(t *testing.T, what, base string, cmd *exec.Cmd) *syncBuffer {
+	t.Helper()
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -49,6 +55,7 @@ func startProcess(t *testing.T, what, base, bin string, args ...string) {
 		}
 	})
 	waitReady(t, what, base)
+	return logs
 }
 
 const e2eRules = `rules:

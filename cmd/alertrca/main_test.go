@@ -70,19 +70,8 @@ func start(t *testing.T, dir string, env ...string) *service {
 	cmd := exec.Command(os.Args[0])
 	cmd.Dir = dir
 	cmd.Env = append([]string{"ALERTRCA_RUN_MAIN=1", "LISTEN_ADDR=" + addr, "PATH=" + os.Getenv("PATH")}, env...)
-	s := &service{cmd: cmd, url: "http://" + addr, logs: &syncBuffer{}}
-	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("service logs:\n%s", s.logs.String())
-		}
-	})
-	waitReady(t, "the service", s.url)
+	s := &service{cmd: cmd, url: "http://" + addr}
+	s.logs = runUntilCleanup(t, "the service", s.url, cmd)
 	return s
 }
 
